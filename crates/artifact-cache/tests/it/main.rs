@@ -1,0 +1,1 @@
+//! Integration tests of `artifact-cache`, one binary (see STYLE.md, "Tests").

@@ -1,0 +1,1 @@
+//! Integration tests of `artifact-http`, one binary (see STYLE.md, "Tests").

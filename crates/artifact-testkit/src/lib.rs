@@ -1,0 +1,3 @@
+//! Fixtures, fakes and fault injection for the tests of the artifact crates.
+//!
+//! NOTE: under construction (issues 2-4).

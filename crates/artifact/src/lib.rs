@@ -1,0 +1,15 @@
+//! Cache build and CI outputs on disk and move them between machines as tar streams over HTTP.
+//!
+//! This facade re-exports the workspace's library crates under short names; the `artifact`
+//! binary is the command-line face of the same code.
+//!
+//! | module | crate | what it is |
+//! |---|---|---|
+//! | [`tar`] | `tarstream` | directory <-> tar stream, with a tree digest |
+//! | [`cache`] | `artifact-cache` | the on-disk cache |
+//! | `http` | `artifact-http` | server and client (feature `http`) |
+
+pub use artifact_cache as cache;
+#[cfg(feature = "http")]
+pub use artifact_http as http;
+pub use tarstream as tar;

@@ -1,0 +1,1 @@
+//! Integration tests of `tarstream`, one binary (see STYLE.md, "Tests").

@@ -1,0 +1,50 @@
+//! `cargo xtask bench`: benchmark suites that run side by side with their anchors.
+//!
+//! Each suite lives in `bench/<suite>.rs`, measures in one run against its anchor (GNU tar,
+//! nginx + curl, ...), and returns a Markdown section that replaces the suite's part of
+//! `docs/benchmarks.md` (between `<!-- bench:<suite> -->` and `<!-- /bench:<suite> -->`).
+
+use std::fs;
+
+use anyhow::{Context, bail};
+
+use crate::project_root;
+
+const SUITES: &[&str] = &["tarstream", "cache", "http"];
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let suites: Vec<&str> =
+        if args.is_empty() { SUITES.to_vec() } else { args.iter().map(String::as_str).collect() };
+    for suite in &suites {
+        if !SUITES.contains(suite) {
+            bail!("bench: unknown suite `{suite}` (known: {})", SUITES.join(", "));
+        }
+    }
+    for suite in suites {
+        let section = run_suite(suite)?;
+        write_section(suite, section)?;
+    }
+    Ok(())
+}
+
+/// Runs one suite and returns its Markdown section.
+fn run_suite(suite: &str) -> anyhow::Result<String> {
+    bail!("bench: the `{suite}` suite is not written yet")
+}
+
+/// Replaces the suite's section of `docs/benchmarks.md` (appending it if absent).
+fn write_section(suite: &str, body: String) -> anyhow::Result<()> {
+    let path = project_root().join("docs/benchmarks.md");
+    let text = fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
+    let (open, close) = (format!("<!-- bench:{suite} -->"), format!("<!-- /bench:{suite} -->"));
+    let block = format!("{open}\n{}\n{close}", body.trim_end());
+    let text = match (text.find(&open), text.find(&close)) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{block}{}", &text[..start], &text[end + close.len()..])
+        }
+        _ => format!("{}\n{block}\n", text.trim_end()),
+    };
+    fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    println!("bench: wrote the `{suite}` section of {}", path.display());
+    Ok(())
+}

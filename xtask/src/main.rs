@@ -1,0 +1,67 @@
+//! Project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
+//!
+//! - `cargo xtask test`: everything that must pass before a change lands (the README's test
+//!   command and what `.ci/run` calls).
+//! - `cargo xtask bench [tarstream|cache|http]...`: the benchmark suite, side by side with its
+//!   anchors; writes its tables into `docs/benchmarks.md`.
+//! - `cargo xtask tidy`: the repository's layout rules (also run by `test`, and as a `#[test]`).
+
+mod bench;
+mod test;
+mod tidy;
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+const HELP: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test [--quick] [-- <test filter>...]
+                      fmt check, clippy (-D warnings), every library without default
+                      features, all tests (nextest when installed), doc tests, rustdoc
+                      (-D warnings) and tidy; --quick leaves out the builds without
+                      default features and rustdoc
+  bench [SUITE]...    run benchmarks side by side with their anchors and write
+                      docs/benchmarks.md; SUITE is tarstream, cache or http (default: all)
+  tidy                check the repository's layout rules
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        Some("tidy") => tidy::run(),
+        Some("help" | "-h" | "--help") | None => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// A `cargo` command run from the workspace root, using the same cargo that runs us.
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(project_root());
+    cmd
+}
