@@ -1,0 +1,164 @@
+//! The command line: every subcommand and flag of `artifact`, as clap definitions.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit statuses, also printed in `--help`.
+pub(crate) const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  failure (I/O, network, a hostile or corrupt stream, ...)
+  2  usage error (a bad flag, a malformed id or size)
+  3  not found (the artifact is absent locally, or on every remote asked)
+  4  already exists (add, put)
+  5  verification failed (the tree on disk no longer matches its digest)
+  6  busy (another writer or reader holds the artifact's lock)";
+
+/// Cache build and CI outputs on disk, and move them between machines as tar streams.
+#[derive(Debug, Parser)]
+#[command(name = "artifact", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The cache directory [default: $ARTIFACT_ROOT, else the user cache directory's
+    /// `artifact/`, else `./artifact-cache`].
+    #[arg(long, global = true, value_name = "DIR", env = "ARTIFACT_ROOT")]
+    pub(crate) root: Option<PathBuf>,
+    /// Print results as JSON (one object per line) for scripts.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Log filter in `RUST_LOG` syntax, e.g. `info` or `artifact_http=debug` [default:
+    /// $RUST_LOG, else `warn` (`info` for serve)].
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub(crate) log: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Write DIR as one tar stream to standard output.
+    Pack(PackArgs),
+    /// Read one tar stream from standard input into DIR (created if absent; must be empty).
+    Unpack(UnpackArgs),
+    /// Import a directory into the local cache under ID.
+    Add(AddArgs),
+    /// List the artifacts in the local cache.
+    Ls(LsArgs),
+    /// Remove an artifact from the local cache.
+    Rm(IdArgs),
+    /// Evict least recently used artifacts until the cache fits its size bound.
+    Gc(GcArgs),
+    /// Recompute tree digests and compare them with the recorded ones (all artifacts without ID).
+    Verify(VerifyArgs),
+    /// Run a cache server.
+    Serve(ServeArgs),
+    /// Download an artifact from one of several servers into the local cache.
+    Get(GetArgs),
+    /// Upload an artifact from the local cache to a server.
+    Put(PutArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PackArgs {
+    /// The directory to pack.
+    pub(crate) dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UnpackArgs {
+    /// Where to unpack; created if absent, refused unless empty.
+    pub(crate) dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdArgs {
+    /// The artifact id (hex, 1 to 64 bytes).
+    pub(crate) id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AddArgs {
+    /// The artifact id (hex, 1 to 64 bytes).
+    pub(crate) id: String,
+    /// The directory to import (copied; the original is left as it is).
+    pub(crate) dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {}
+
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Evict down to this size (e.g. `10GiB`, `500M`, `1048576`) instead of the configured bound.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) max_size: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The artifact to verify; all of them when absent.
+    pub(crate) id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8417")]
+    pub(crate) listen: SocketAddr,
+    /// Evict least recently used artifacts beyond this size (e.g. `50GiB`).
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) max_size: Option<String>,
+    /// A file holding the bearer token that writes (PUT, DELETE) must present.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Also require the token for reads.
+    #[arg(long, requires = "token_file")]
+    pub(crate) token_for_reads: bool,
+    /// At most this many tar streams at once; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub(crate) max_streams: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The artifact id (hex, 1 to 64 bytes).
+    pub(crate) id: String,
+    /// A server to fetch from (repeat for failover, tried in order).
+    #[arg(long = "from", value_name = "URL", required = true)]
+    pub(crate) from: Vec<String>,
+    /// Also place a copy of the files in DIR (reflink or hard link where possible, else copy).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Give up after this many seconds in all.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PutArgs {
+    /// The artifact id (hex, 1 to 64 bytes).
+    pub(crate) id: String,
+    /// The server to upload to.
+    #[arg(long = "to", value_name = "URL")]
+    pub(crate) to: String,
+    /// A file holding the bearer token for the server.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,6 @@
+//! The subcommands, one module per concern.
+
+pub(crate) mod local;
+#[cfg(feature = "http")]
+pub(crate) mod net;
+pub(crate) mod pack;
