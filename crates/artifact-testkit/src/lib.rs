@@ -1,3 +1,15 @@
 //! Fixtures, fakes and fault injection for the tests of the artifact crates.
 //!
-//! NOTE: under construction (issues 2-4).
+//! - [`tree`]: build directory trees ([`TreeBuilder`]), read them back ([`snapshot`]) and
+//!   compare them ([`assert_same_tree`]).
+//! - [`strategy`]: proptest strategies for random trees ([`tree_spec`]).
+//! - [`fault`]: readers and writers that fail, end early, flip bits, or are slow
+//!   ([`Faults`]).
+
+pub mod fault;
+pub mod strategy;
+pub mod tree;
+
+pub use fault::{Faults, FaultyAsyncRead, FaultyRead, FaultyWrite};
+pub use strategy::{EntrySpec, TreeSpec, tree_spec, tree_spec_with};
+pub use tree::{Node, Snapshot, TreeBuilder, assert_same_tree, modes, snapshot};

@@ -2,6 +2,8 @@
 //!
 //! NOTE: under construction (issue 2).
 
+#[cfg(feature = "tokio")]
+mod asyncio;
 mod dest;
 mod digest;
 mod error;
@@ -15,6 +17,10 @@ mod summary;
 mod walk;
 mod walk_digest;
 
+#[cfg(feature = "tokio")]
+pub use asyncio::{
+    SendStream, SummaryHandle, receive_async, receive_stream, send_async, send_stream,
+};
 pub use digest::{Digest, OutOfOrder, ParseDigestError, TreeHasher, canonical_cmp};
 pub use error::{Error, Limit, Section};
 pub use options::ReceiveOptions;
