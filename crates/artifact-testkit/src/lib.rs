@@ -5,11 +5,14 @@
 //! - [`strategy`]: proptest strategies for random trees ([`tree_spec`]).
 //! - [`fault`]: readers and writers that fail, end early, flip bits, or are slow
 //!   ([`Faults`]).
+//! - [`watchdog`]: run a test body with a time limit.
 
 pub mod fault;
 pub mod strategy;
 pub mod tree;
+mod watchdog;
 
 pub use fault::{Faults, FaultyAsyncRead, FaultyRead, FaultyWrite};
 pub use strategy::{EntrySpec, TreeSpec, tree_spec, tree_spec_with};
 pub use tree::{Node, Snapshot, TreeBuilder, assert_same_tree, modes, snapshot};
+pub use watchdog::watchdog;

@@ -22,6 +22,8 @@ pub(crate) struct Input<R> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Short {
     pub(crate) got: u64,
+    /// Every byte of the partial block was zero (so it may have been the end marker).
+    pub(crate) zeros: bool,
 }
 
 impl<R: Read> Input<R> {
@@ -75,9 +77,11 @@ impl<R: Read> Input<R> {
                 self.start = 0;
             }
             if !self.refill()? {
-                let got = (self.end - self.start) as u64;
+                let partial = &self.buf[self.start..self.end];
+                let short =
+                    Short { got: partial.len() as u64, zeros: partial.iter().all(|&b| b == 0) };
                 self.consume(self.end - self.start);
-                return Ok(Err(Short { got }));
+                return Ok(Err(short));
             }
         }
         let block: [u8; BLOCK] =
@@ -95,7 +99,7 @@ impl<R: Read> Input<R> {
         let mut left = len;
         while left > 0 {
             if self.start == self.end && !self.refill()? {
-                return Ok(Err(Short { got: len - left }));
+                return Ok(Err(Short { got: len - left, zeros: false }));
             }
             let n = (self.end - self.start).min(usize::try_from(left).unwrap_or(usize::MAX));
             sink(&self.buf[self.start..self.start + n])?;
@@ -166,7 +170,7 @@ mod tests {
         input.data(256, |chunk| Ok(got.extend_from_slice(chunk))).unwrap().unwrap();
         assert_eq!(got, (0..=255u8).collect::<Vec<_>>());
         assert_eq!(input.offset(), BLOCK as u64 + 256);
-        assert_eq!(input.block().unwrap(), Err(Short { got: 100 }));
+        assert_eq!(input.block().unwrap(), Err(Short { got: 100, zeros: true }));
         assert_eq!(input.offset(), stream.len() as u64);
     }
 
@@ -174,7 +178,7 @@ mod tests {
     fn short_data_reports_how_much_came() {
         let stream = [1u8; 10];
         let mut input = Input::new(&stream[..]);
-        assert_eq!(input.data(20, |_| Ok(())).unwrap(), Err(Short { got: 10 }));
+        assert_eq!(input.data(20, |_| Ok(())).unwrap(), Err(Short { got: 10, zeros: false }));
     }
 
     #[test]

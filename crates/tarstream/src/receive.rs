@@ -169,8 +169,8 @@ impl<R: Read> Receiver<'_, R> {
             let offset = self.input.offset();
             let block = match self.input.block()? {
                 Ok(block) => block,
-                Err(Short { got }) => {
-                    let within = if got == 0 && !self.pending.any() {
+                Err(Short { got, zeros }) => {
+                    let within = if zeros && !self.pending.any() {
                         Section::EndMarker
                     } else {
                         Section::Header
@@ -247,7 +247,7 @@ impl<R: Read> Receiver<'_, R> {
             return Err(ext_error(offset, "end of archive right after an extended header"));
         }
         match self.input.block()? {
-            Err(Short { got }) => {
+            Err(Short { got, .. }) => {
                 let offset = offset + BLOCK as u64 + got;
                 return Err(Error::Truncated { offset, entry: None, within: Section::EndMarker });
             }
