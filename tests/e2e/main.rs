@@ -1,1 +1,4 @@
 //! End-to-end tests across the crates and the `artifact` binary.
+
+mod bin;
+mod pack;

@@ -167,7 +167,13 @@ mod tests {
         let mut input = Input::new(Trickle(&stream));
         assert_eq!(input.block().unwrap().unwrap(), [7u8; BLOCK]);
         let mut got = Vec::new();
-        input.data(256, |chunk| Ok(got.extend_from_slice(chunk))).unwrap().unwrap();
+        input
+            .data(256, |chunk| {
+                got.extend_from_slice(chunk);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
         assert_eq!(got, (0..=255u8).collect::<Vec<_>>());
         assert_eq!(input.offset(), BLOCK as u64 + 256);
         assert_eq!(input.block().unwrap(), Err(Short { got: 100, zeros: true }));

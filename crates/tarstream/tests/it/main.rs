@@ -6,3 +6,4 @@ mod faults;
 mod forge;
 mod interop;
 mod roundtrip;
+mod protocol;
