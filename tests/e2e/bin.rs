@@ -35,7 +35,8 @@ pub(crate) fn artifact_bin() -> &'static Path {
         let cargo = env::var_os("CARGO")
             .or_else(|| option_env!("CARGO").map(Into::into))
             .unwrap_or_else(|| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace");
+        let workspace =
+            Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace");
         let status = Command::new(cargo)
             .args(["build", "--quiet", "--workspace", "--bins", "--tests", "--profile", profile])
             .env("CARGO_TARGET_DIR", target_dir)

@@ -120,6 +120,13 @@ fn results_do_not_depend_on_either_sides_umask() {
 
 /// A one-entry ustar stream with the given name, its end marker included.
 fn stream_with(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = entry(name, data);
+    out.extend_from_slice(&[0; 1024]);
+    out
+}
+
+/// One ustar entry: header, data, padding.
+fn entry(name: &str, data: &[u8]) -> Vec<u8> {
     let mut header = [0u8; 512];
     header[..name.len()].copy_from_slice(name.as_bytes());
     header[100..108].copy_from_slice(b"0000644\0");
@@ -134,7 +141,7 @@ fn stream_with(name: &str, data: &[u8]) -> Vec<u8> {
     header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     let mut out = header.to_vec();
     out.extend_from_slice(data);
-    out.resize(out.len().next_multiple_of(512) + 1024, 0);
+    out.resize(out.len().next_multiple_of(512), 0);
     out
 }
 
@@ -161,7 +168,7 @@ fn hostile_or_broken_input_fails_with_one_line_and_leaves_nothing() {
     let mut good = stream_with("ok", b"fine");
     good.truncate(good.len() - 512);
     let cases: [(&str, Vec<u8>, &str); 4] = [
-        ("dot-dot", [stream_with("a", b"a"), stream_with("../escape", b"x")].concat(), "'..'"),
+        ("dot-dot", [entry("a", b"a"), stream_with("../escape", b"x")].concat(), "'..'"),
         ("absolute", stream_with(&format!("{}/pwned", path(tmp.path())), b"x"), "absolute"),
         ("truncated", good, "truncated"),
         ("garbage", vec![7u8; 2048], "checksum"),

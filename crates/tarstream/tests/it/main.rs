@@ -5,5 +5,5 @@ mod async_io;
 mod faults;
 mod forge;
 mod interop;
-mod roundtrip;
 mod protocol;
+mod roundtrip;

@@ -126,7 +126,12 @@ fn the_documented_vectors_hold() {
         let listing = listing(vector);
         let digest = blake3::hash(&listing).to_hex().to_string();
         let on_disk = tarstream::digest_dir(&root).unwrap();
-        assert_eq!(on_disk.digest.to_string(), digest, "{}: tarstream disagrees with the definition", vector.name);
+        assert_eq!(
+            on_disk.digest.to_string(),
+            digest,
+            "{}: tarstream disagrees with the definition",
+            vector.name
+        );
         let mut stream = Vec::new();
         let sent = tarstream::send(&root, &mut stream).unwrap();
         assert_eq!(sent.digest, on_disk.digest, "{}", vector.name);
@@ -143,7 +148,8 @@ fn the_documented_vectors_hold() {
         if let Some(want) = &vector.listing {
             let got = hex(&listing);
             if &got != want {
-                let lines: Vec<&str> = (0..got.len()).step_by(64).map(|i| &got[i..(i + 64).min(got.len())]).collect();
+                let lines: Vec<&str> =
+                    (0..got.len()).step_by(64).map(|i| &got[i..(i + 64).min(got.len())]).collect();
                 wrong.push(format!("{}: listing:\n{}", vector.name, lines.join("\n")));
             }
         }
