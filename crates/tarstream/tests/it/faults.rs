@@ -103,3 +103,34 @@ fn bit_flips_fail_cleanly_or_change_the_digest() {
         assert!(failed > 0 && differed > 0 && same > 0, "{failed} {differed} {same}");
     });
 }
+
+#[test]
+fn large_files_fail_cleanly_too() {
+    watchdog(Duration::from_secs(120), || {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = TreeBuilder::new(tmp.path().join("src"));
+        src.file("big", artifact_testkit::strategy::content(9, (5 << 20) + 7));
+        let mut stream = Vec::new();
+        let sent = tarstream::send(src.path(), &mut stream).unwrap();
+        let data_start = 512u64;
+        for cut in [data_start, data_start + 1, data_start + (1 << 20), data_start + (5 << 20) + 6]
+        {
+            let dest = tmp.path().join(format!("eof-{cut}"));
+            let err = tarstream::receive(&dest, Faults::new().eof_after(cut).read(&stream[..]))
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Truncated { within: tarstream::Section::Data, .. }),
+                "{cut}: {err:?}"
+            );
+            let dest = tmp.path().join(format!("err-{cut}"));
+            let err = tarstream::receive(&dest, Faults::new().error_after(cut).read(&stream[..]))
+                .unwrap_err();
+            assert!(matches!(err, Error::Read { offset, .. } if offset == cut), "{cut}: {err:?}");
+        }
+        let dst = tmp.path().join("short-reads");
+        let got =
+            tarstream::receive(&dst, Faults::new().short_reads(70_000).read(&stream[..])).unwrap();
+        assert_eq!(got, sent);
+        assert_same_tree(src.path(), &dst);
+    });
+}
