@@ -1,4 +1,8 @@
 //! End-to-end tests across the crates and the `artifact` binary.
+//!
+//! Each module drives the real `artifact` program (found by [`support::artifact`]) and the
+//! library crates together, the way a build system or CI runner would.
 
-mod bin;
+mod cli;
 mod pack;
+mod support;

@@ -2,36 +2,18 @@
 
 use std::{
     fs,
-    io::Write,
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
 };
 
 use artifact::tar::digest_dir;
 use artifact_testkit::{Snapshot, TreeBuilder, assert_same_tree, modes, snapshot};
 
-use crate::bin::artifact_bin;
+use crate::support::{self, artifact_bin, code, run_with_stdin as run, stderr};
 
 /// Runs `artifact args...` with `input` on stdin.
 fn artifact(args: &[&str], input: &[u8]) -> Output {
-    run(Command::new(artifact_bin()).args(args), input)
-}
-
-fn run(cmd: &mut Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting the artifact binary");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
+    run(&mut support::artifact(args), input)
 }
 
 fn path(p: &Path) -> &str {
@@ -59,14 +41,14 @@ fn pack_then_unpack_round_trips_with_the_same_digest() {
     let tmp = tempfile::tempdir().unwrap();
     let src = fixture(&tmp.path().join("src"));
     let packed = artifact(&["--json", "pack", path(src.path())], b"");
-    assert!(packed.status.success(), "{}", String::from_utf8_lossy(&packed.stderr));
+    assert!(packed.status.success(), "{}", stderr(&packed));
     let dst = tmp.path().join("a/b/dst-absent-parent-is-an-error");
     let failed = artifact(&["unpack", path(&dst)], &packed.stdout);
     assert!(!failed.status.success(), "unpack creates DIR, not its parents");
 
     let dst = tmp.path().join("dst");
     let unpacked = artifact(&["--json", "unpack", path(&dst)], &packed.stdout);
-    assert!(unpacked.status.success(), "{}", String::from_utf8_lossy(&unpacked.stderr));
+    assert!(unpacked.status.success(), "{}", stderr(&unpacked));
     assert_same_tree(src.path(), &dst);
     let want = digest_dir(src.path()).unwrap().digest.to_string();
     assert_eq!(json_digest(&packed.stderr), want, "pack --json reports on stderr");
@@ -87,13 +69,13 @@ fn gnu_tar_reads_pack_and_unpack_reads_gnu_tar() {
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
     let tar = run(Command::new("tar").args(["-xf", "-", "-C", path(&out)]), &packed.stdout);
-    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    assert!(tar.status.success(), "{}", stderr(&tar));
     assert_same_tree(src.path(), &out);
 
     let stream = run(Command::new("tar").args(["-cf", "-", "-C", path(src.path()), "."]), b"");
     let dst = tmp.path().join("dst");
     let unpacked = artifact(&["unpack", path(&dst)], &stream.stdout);
-    assert!(unpacked.status.success(), "{}", String::from_utf8_lossy(&unpacked.stderr));
+    assert!(unpacked.status.success(), "{}", stderr(&unpacked));
     assert_same_tree(src.path(), &dst);
 }
 
@@ -110,7 +92,7 @@ fn results_do_not_depend_on_either_sides_umask() {
         dst = path(&dst),
     );
     let out = run(Command::new("sh").args(["-c", &script]), b"");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(modes(&src)[Path::new("d/f")], 0o600, "the source really had a strict umask");
     let got = modes(&dst);
     assert_eq!(got[Path::new("d")], 0o755);
@@ -153,8 +135,8 @@ fn outside(tmp: &Path) -> Snapshot {
 
 #[track_caller]
 fn assert_one_line_failure(out: &Output, status: i32, needle: &str) {
-    assert_eq!(out.status.code(), Some(status), "{}", String::from_utf8_lossy(&out.stderr));
-    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(code(out), status, "{}", stderr(out));
+    let stderr = stderr(out);
     assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
     assert!(stderr.starts_with("artifact: "), "{stderr}");
     assert!(stderr.contains(needle), "{stderr:?} should mention {needle:?}");
