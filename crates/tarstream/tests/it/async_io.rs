@@ -212,3 +212,25 @@ fn dropping_a_receive_future_stops_the_blocking_side() {
         );
     });
 }
+
+fn assert_send<T: Send>(_: &T) {}
+fn assert_static<T: 'static>(_: &T) {}
+
+#[test]
+fn adapters_fit_axum_and_reqwest_bodies() {
+    // `Body::from_stream` needs `Send + 'static`; handlers need `Send` futures.
+    let dir = std::path::PathBuf::from("/nonexistent");
+    let (stream, summary) = tarstream::send_stream(dir.clone());
+    assert_send(&stream);
+    assert_static(&stream);
+    assert_send(&summary);
+    let options = ReceiveOptions::default();
+    let body = futures_util::stream::empty::<io::Result<Bytes>>();
+    let receive = tarstream::receive_stream(&dir, body, &options);
+    assert_send(&receive);
+    let mut sink = Vec::new();
+    let send = tarstream::send_async(&dir, &mut sink);
+    assert_send(&send);
+    let read = tarstream::receive_async(&dir, &b""[..], &options);
+    assert_send(&read);
+}
