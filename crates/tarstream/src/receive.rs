@@ -100,7 +100,7 @@ pub fn receive_with(
 /// Extended header values waiting for the entry they apply to.
 #[derive(Default)]
 struct Pending {
-    /// Offset of the first extended header of the entry (for errors).
+    /// A PAX header came for the next entry (a second one is an error).
     pax_seen: bool,
     path: Option<Vec<u8>>,
     link: Option<Vec<u8>>,

@@ -7,6 +7,10 @@
 //! pipe (both processes started to both exited); the peak RSS of each side comes from
 //! `/usr/bin/time -f %M`. Reported: medians, and the largest RSS seen. The trees the two
 //! pipes produce are compared with `diff -r --no-dereference` once per workload.
+//!
+//! For profiling: `$ARTIFACT_BENCH_ONLY` (a substring of a workload name) runs only the
+//! matching workloads, and `$ARTIFACT_BENCH_KEEP=1` leaves the generated trees in
+//! `$ARTIFACT_BENCH_DIR/artifact-bench-keep/<n>/src`.
 
 use std::{
     env, fs,
@@ -47,7 +51,7 @@ struct Sample {
     rss_kib: (u64, u64),
 }
 
-pub(crate) fn run() -> anyhow::Result<String> {
+pub(crate) fn run() -> anyhow::Result<Option<String>> {
     let runs: usize =
         env::var("ARTIFACT_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let base =
@@ -62,10 +66,17 @@ pub(crate) fn run() -> anyhow::Result<String> {
         .status()?;
     ensure!(status.success(), "cargo build --release failed");
     let artifact = target_dir().join("release/artifact");
-    let root = base.join(format!("artifact-bench-{}", std::process::id()));
+    let keep = env::var_os("ARTIFACT_BENCH_KEEP").is_some_and(|v| v == "1");
+    let only = env::var("ARTIFACT_BENCH_ONLY").unwrap_or_default();
+    let root = match keep {
+        true => base.join("artifact-bench-keep"),
+        false => base.join(format!("artifact-bench-{}", std::process::id())),
+    };
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let result = run_all(&root, &artifact, runs);
-    let _ = fs::remove_dir_all(&root);
+    let result = run_all(&root, &artifact, runs, &only, keep);
+    if !keep {
+        let _ = fs::remove_dir_all(&root);
+    }
     let rows = result?;
 
     let mut out = String::new();
@@ -107,18 +118,29 @@ pub(crate) fn run() -> anyhow::Result<String> {
         "artifact pack \"$SRC\" | artifact unpack \"$DST\"   # target/release/artifact\n```\n",
     );
     println!("{out}");
-    Ok(out)
+    Ok(if only.is_empty() { Some(out) } else { None })
 }
 
 type Row = (&'static Workload, Vec<Sample>, Vec<Sample>);
 
-fn run_all(root: &Path, artifact: &Path, runs: usize) -> anyhow::Result<Vec<Row>> {
+fn run_all(
+    root: &Path,
+    artifact: &Path,
+    runs: usize,
+    only: &str,
+    keep: bool,
+) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for workload in WORKLOADS {
-        let src = root.join("src");
-        let _ = fs::remove_dir_all(&src);
-        println!("bench tarstream: generating {}", workload.name);
-        (workload.make)(&src).with_context(|| format!("generating {}", workload.name))?;
+    for (n, workload) in WORKLOADS.iter().enumerate() {
+        if !workload.name.contains(only) {
+            continue;
+        }
+        let src = root.join(n.to_string()).join("src");
+        if !(keep && src.is_dir()) {
+            let _ = fs::remove_dir_all(&src);
+            println!("bench tarstream: generating {}", workload.name);
+            (workload.make)(&src).with_context(|| format!("generating {}", workload.name))?;
+        }
         let dst_tar = root.join("dst-tar");
         let dst_ours = root.join("dst-artifact");
         let (mut tar, mut ours) = (Vec::new(), Vec::new());
@@ -151,8 +173,11 @@ fn run_all(root: &Path, artifact: &Path, runs: usize) -> anyhow::Result<Vec<Row>
         ensure!(diff.status.success(), "{}: the two pipes produced different trees", workload.name);
         println!(" {}: tar {:.3} s, artifact {:.3} s", workload.name, median(&tar), median(&ours));
         rows.push((workload, tar, ours));
-        for dir in [&src, &dst_tar, &dst_ours] {
+        for dir in [&dst_tar, &dst_ours] {
             let _ = fs::remove_dir_all(dir);
+        }
+        if !keep {
+            let _ = fs::remove_dir_all(&src);
         }
     }
     Ok(rows)
