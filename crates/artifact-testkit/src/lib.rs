@@ -1,5 +1,20 @@
 //! Fixtures, fakes and fault injection for the tests of the artifact crates.
 //!
-//! NOTE: under construction (issues 2-4).
+//! - [`tree`]: build directory trees ([`TreeBuilder`]), read them back ([`snapshot`]) and
+//!   compare them ([`assert_same_tree`]).
+//! - [`strategy`]: proptest strategies for random trees ([`tree_spec`]).
+//! - [`fault`]: readers and writers that fail, end early, flip bits, or are slow
+//!   ([`Faults`]).
+//! - [`watchdog`]: run a test body with a time limit.
+//! - [`cache`]: a temporary cache ([`cache::TempCache`]) and artifacts with known content.
 
 pub mod cache;
+pub mod fault;
+pub mod strategy;
+pub mod tree;
+mod watchdog;
+
+pub use fault::{Faults, FaultyAsyncRead, FaultyRead, FaultyWrite};
+pub use strategy::{EntrySpec, TreeSpec, tree_spec, tree_spec_with};
+pub use tree::{Node, Snapshot, TreeBuilder, assert_same_tree, modes, snapshot};
+pub use watchdog::watchdog;

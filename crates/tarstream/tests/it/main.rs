@@ -1,1 +1,4 @@
 //! Integration tests of `tarstream`, one binary (see STYLE.md, "Tests").
+
+mod adversarial;
+mod forge;
