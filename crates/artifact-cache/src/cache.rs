@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) index: Mutex<Option<Index>>,
     /// Held by whoever is evicting.
     pub(crate) evicting: Mutex<()>,
+    /// Artifacts evicted through this handle (and its clones) since open.
+    pub(crate) evictions: AtomicU64,
 }
 
 /// The outcome of trying to take an id's exclusive lock.
@@ -114,6 +116,7 @@ impl Cache {
             table: Table::new(),
             index: Mutex::new(None),
             evicting: Mutex::new(()),
+            evictions: AtomicU64::new(0),
         };
         let cache = Cache { inner: Arc::new(inner) };
         let recovered = cache.inner.recover()?;

@@ -33,6 +33,8 @@ fn evicts_least_recently_used_first_after_a_commit() {
     // Now 3 is the oldest; a big commit evicts 3 and then 1, never the new one.
     commit_sized(&cache, &test_id(5), 2000);
     assert_eq!(present(&cache), [test_id(4), test_id(5)]);
+    assert_eq!(cache.evictions(), 3);
+    assert_eq!(cache.reopen().evictions(), 0);
     let usage = cache.usage().unwrap();
     assert_eq!((usage.bytes, usage.artifacts), (3000, 2));
 }
