@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use crate::{
     ArtifactId, Durability, Error, Metadata, Options, ReadGuard, WriteGuard,
-    error::IoResultExt,
+    error::{IoResultExt, io_error},
     evict::Index,
     layout::Layout,
     lockfile::{LockFile, TOMBSTONE},
@@ -304,14 +304,15 @@ impl Inner {
                 st.lock = Some(lock);
             }
             let lock = st.lock.as_ref().expect("opened above");
-            if !lock.try_shared().with_path(self.layout.lock(id))? {
+            // (The path is only made on error: this is the hot path of `get`.)
+            if !lock.try_shared().map_err(|e| io_error(self.layout.lock(id), e))? {
                 return Err(Error::WriteLocked { id: *id });
             }
             let generation = match lock.generation() {
                 Ok(generation) => generation,
                 Err(err) => {
                     let _ = lock.unlock();
-                    return Err(err).with_path(self.layout.lock(id));
+                    return Err(io_error(self.layout.lock(id), err));
                 }
             };
             if generation == TOMBSTONE {
