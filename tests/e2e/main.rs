@@ -5,4 +5,5 @@
 
 mod cli;
 mod local;
+mod pack;
 mod support;

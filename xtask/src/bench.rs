@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use crate::project_root;
 
 mod cache;
+mod tarstream;
 
 const SUITES: &[&str] = &["tarstream", "cache", "http"];
 
@@ -32,6 +33,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 /// Runs one suite and returns its Markdown section.
 fn run_suite(suite: &str) -> anyhow::Result<String> {
     match suite {
+        "tarstream" => tarstream::run(),
         "cache" => cache::run(),
         _ => bail!("bench: the `{suite}` suite is not written yet"),
     }

@@ -236,7 +236,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for FaultyAsyncRead<R> {
         let mut sub = ReadBuf::new(window);
         ready!(Pin::new(&mut this.inner).poll_read(cx, &mut sub))?;
         let n = sub.filled().len();
-        this.state.passed(&mut window_mut(buf, n));
+        this.state.passed(window_mut(buf, n));
         buf.advance(n);
         this.pending_left = this.state.faults.pending;
         Poll::Ready(Ok(()))

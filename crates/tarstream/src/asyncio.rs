@@ -51,10 +51,11 @@ const DEPTH: usize = 2;
 /// # Ok(())
 /// # }
 /// ```
-pub async fn send_async<W>(dir: &Path, mut out: W) -> Result<Summary, Error>
+pub async fn send_async<W>(dir: &Path, out: W) -> Result<Summary, Error>
 where
-    W: AsyncWrite + Unpin,
+    W: AsyncWrite,
 {
+    let mut out = std::pin::pin!(out);
     let (mut stream, summary) = send_stream(dir);
     let mut offset = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -247,7 +248,7 @@ pub async fn receive_async<R>(
     options: &ReceiveOptions,
 ) -> Result<Summary, Error>
 where
-    R: AsyncRead + Unpin,
+    R: AsyncRead,
 {
     receive_stream(dir, tokio_util::io::ReaderStream::with_capacity(input, CHUNK), options).await
 }
@@ -259,11 +260,11 @@ where
 /// stops the blocking side at its next read.
 pub async fn receive_stream<S>(
     dir: &Path,
-    mut input: S,
+    input: S,
     options: &ReceiveOptions,
 ) -> Result<Summary, Error>
 where
-    S: Stream<Item = io::Result<Bytes>> + Unpin,
+    S: Stream<Item = io::Result<Bytes>>,
 {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(DEPTH);
     let dir = dir.to_path_buf();
@@ -276,6 +277,7 @@ where
         })
     });
     let pump = async move {
+        let mut input = std::pin::pin!(input);
         loop {
             let item = match input.next().await {
                 Some(Ok(chunk)) if chunk.is_empty() => continue,

@@ -109,6 +109,30 @@ impl<R: Read> Input<R> {
         Ok(Ok(()))
     }
 
+    /// Reads into `out` until it is full or the stream ends: buffered bytes first, then
+    /// straight from the reader (no copy through the buffer). Returns how many bytes came.
+    pub(crate) fn read_into(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let mut filled = 0;
+        if self.start < self.end {
+            let n = out.len().min(self.end - self.start);
+            out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.consume(n);
+            filled = n;
+        }
+        while filled < out.len() && !self.eof {
+            match self.inner.read(&mut out[filled..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    filled += n;
+                    self.offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(Error::Read { offset: self.offset, source }),
+            }
+        }
+        Ok(filled)
+    }
+
     /// Skips `len` bytes (padding, whose content is not checked).
     pub(crate) fn skip(&mut self, len: u64) -> Result<Result<(), Short>, Error> {
         self.data(len, |_| Ok(()))
@@ -167,7 +191,13 @@ mod tests {
         let mut input = Input::new(Trickle(&stream));
         assert_eq!(input.block().unwrap().unwrap(), [7u8; BLOCK]);
         let mut got = Vec::new();
-        input.data(256, |chunk| Ok(got.extend_from_slice(chunk))).unwrap().unwrap();
+        input
+            .data(256, |chunk| {
+                got.extend_from_slice(chunk);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
         assert_eq!(got, (0..=255u8).collect::<Vec<_>>());
         assert_eq!(input.offset(), BLOCK as u64 + 256);
         assert_eq!(input.block().unwrap(), Err(Short { got: 100, zeros: true }));
