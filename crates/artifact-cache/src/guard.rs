@@ -228,9 +228,8 @@ impl WriteGuard {
             Err(err) => return Err(err).with_path(&object),
         }
         if fsync {
-            let synced =
-                tree::sync(&inner.layout.objects).and_then(|()| tree::sync(&inner.layout.tmp));
-            if let Err(err) = synced {
+            // The new name must be durable; the old one's removal is part of the same rename.
+            if let Err(err) = tree::sync(&inner.layout.objects) {
                 // Not durable: take it back so that an error means "not committed".
                 self.staging = inner.layout.unique(&inner.layout.staging_dir(&id), None);
                 if fs::rename(&object, &self.staging).is_err() {
