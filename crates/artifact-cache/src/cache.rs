@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) index: Mutex<Option<Index>>,
     /// Held by whoever is evicting.
     pub(crate) evicting: Mutex<()>,
+    /// Held by whoever is scanning the metadata to build the index.
+    pub(crate) scanning: Mutex<()>,
     /// Artifacts evicted through this handle (and its clones) since open.
     pub(crate) evictions: AtomicU64,
 }
@@ -116,6 +118,7 @@ impl Cache {
             table: Table::new(),
             index: Mutex::new(None),
             evicting: Mutex::new(()),
+            scanning: Mutex::new(()),
             evictions: AtomicU64::new(0),
         };
         let cache = Cache { inner: Arc::new(inner) };

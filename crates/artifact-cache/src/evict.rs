@@ -122,10 +122,27 @@ impl Inner {
         max_age: Duration,
         f: impl FnOnce(&mut Index) -> R,
     ) -> Result<R, Error> {
+        let fresh =
+            |index: &Option<Index>| index.as_ref().is_some_and(|i| i.built.elapsed() < max_age);
+        {
+            let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            if fresh(&index) {
+                return Ok(f(index.as_mut().expect("checked")));
+            }
+        }
+        // Scan without holding the index, so that commits and removals (which update it) do
+        // not wait for a scan of a large cache; one scan at a time.
+        let _scanning = self.scanning.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
+        let already = {
+            let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            index.as_ref().is_some_and(|i| i.built >= started || i.built.elapsed() < max_age)
+        };
+        let scanned = if already { None } else { Some(self.scan()?) };
         let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = index.as_ref().is_some_and(|i| i.built.elapsed() < max_age);
-        if !fresh {
-            *index = Some(self.scan()?);
+        if let Some(scanned) = scanned {
+            // Changes made while scanning may or may not be in it; the next rescan settles them.
+            *index = Some(scanned);
         }
         Ok(f(index.as_mut().expect("built above")))
     }

@@ -221,3 +221,19 @@ fn commit_of_an_unsupported_file_fails_and_leaves_nothing() {
     assert_eq!(fs::read_dir(cache.root().join("tmp")).unwrap().count(), 0);
     cache.create(&test_id(1)).unwrap();
 }
+
+/// Compile-time: what the HTTP server needs to move handles and guards across tasks.
+const _: fn() = || {
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    fn send_static<T: Send + 'static>(_: &T) {}
+    send_sync_static::<artifact_cache::Cache>();
+    send_sync_static::<artifact_cache::ReadGuard>();
+    send_sync_static::<artifact_cache::WriteGuard>();
+    send_sync_static::<Error>();
+    #[cfg(feature = "tokio")]
+    {
+        let cache = TempCache::new();
+        send_static(&cache.get_wait(&test_id(1), std::time::Duration::ZERO));
+        send_static(&cache.create_or_get(&test_id(1), std::time::Duration::ZERO));
+    }
+};
