@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 
 use crate::project_root;
 
+mod cache;
 mod tarstream;
 
 const SUITES: &[&str] = &["tarstream", "cache", "http"];
@@ -36,6 +37,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 fn run_suite(suite: &str) -> anyhow::Result<Option<String>> {
     match suite {
         "tarstream" => tarstream::run(),
+        "cache" => cache::run(),
         _ => bail!("bench: the `{suite}` suite is not written yet"),
     }
 }

@@ -6,7 +6,9 @@
 //! - [`fault`]: readers and writers that fail, end early, flip bits, or are slow
 //!   ([`Faults`]).
 //! - [`watchdog`]: run a test body with a time limit.
+//! - [`cache`]: a temporary cache ([`cache::TempCache`]) and artifacts with known content.
 
+pub mod cache;
 pub mod fault;
 pub mod strategy;
 pub mod tree;

@@ -1,0 +1,286 @@
+//! Size accounting and eviction: the [`Index`] of artifact sizes, `usage`, `gc`, and the
+//! least-recently-used eviction after a commit.
+//!
+//! Opening a cache does no per-artifact work. The index (size and last-used time of every
+//! artifact) is built by reading every metadata file the first time it is needed (the first
+//! `usage`, `gc`, or commit with a size bound), kept up to date with this process's commits and
+//! removals, and rebuilt when older than [`RESCAN`] so that other processes' changes count.
+
+use std::{
+    collections::HashMap,
+    fs, io,
+    sync::{PoisonError, atomic::Ordering},
+    time::{Duration, Instant, SystemTime},
+};
+
+use tracing::{info, warn};
+
+use crate::{
+    ArtifactId, Cache, Error, GcReport, Usage, cache::Inner, error::IoResultExt, metadata,
+};
+
+/// How old the index may get before a need for it rebuilds it.
+pub(crate) const RESCAN: Duration = Duration::from_secs(30);
+
+/// What the cache holds, by artifact.
+#[derive(Debug)]
+pub(crate) struct Index {
+    artifacts: HashMap<ArtifactId, Indexed>,
+    bytes: u64,
+    built: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Indexed {
+    size: u64,
+    last_used: SystemTime,
+}
+
+impl Index {
+    fn usage(&self) -> Usage {
+        Usage { bytes: self.bytes, artifacts: self.artifacts.len() as u64 }
+    }
+
+    fn insert(&mut self, id: ArtifactId, size: u64, last_used: SystemTime) {
+        if let Some(old) = self.artifacts.insert(id, Indexed { size, last_used }) {
+            self.bytes -= old.size;
+        }
+        self.bytes += size;
+    }
+
+    fn remove(&mut self, id: &ArtifactId) {
+        if let Some(old) = self.artifacts.remove(id) {
+            self.bytes -= old.size;
+        }
+    }
+}
+
+impl Cache {
+    /// How many bytes of file content and how many artifacts the cache holds.
+    ///
+    /// Exact for everything done through this handle (and its clones); changes made by other
+    /// processes are picked up by a rescan of the metadata at most every 30 seconds. The
+    /// first call reads every artifact's metadata file.
+    pub fn usage(&self) -> Result<Usage, Error> {
+        self.inner.with_index(RESCAN, |index| index.usage())
+    }
+
+    /// How many artifacts this handle (and its clones) evicted since it was opened, after
+    /// commits and in [`gc`](Cache::gc): for metrics.
+    pub fn evictions(&self) -> u64 {
+        self.inner.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Collects garbage: deletes leftovers of dead writers and removers and lock files of
+    /// absent artifacts, then evicts least recently used artifacts that nobody holds until
+    /// the content fits in `max_bytes` (default: the cache's size bound; none: evict nothing).
+    ///
+    /// Rescans every artifact's metadata, so the sizes are exact at the time of the call.
+    ///
+    /// ```
+    /// use artifact_cache::{ArtifactId, Cache};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path().join("cache"))?;
+    /// for (i, byte) in [1u8, 2, 3].into_iter().enumerate() {
+    ///     let writer = cache.create(&ArtifactId::try_from(&[byte][..])?)?;
+    ///     std::fs::write(writer.path().join("data"), vec![0; 100 * (i + 1)])?;
+    ///     writer.commit()?;
+    /// }
+    /// let report = cache.gc(Some(500))?;
+    /// assert_eq!(report.evicted, vec![ArtifactId::try_from(&[1u8][..])?]);
+    /// assert_eq!(report.usage.bytes, 500);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn gc(&self, max_bytes: Option<u64>) -> Result<GcReport, Error> {
+        let inner = &self.inner;
+        let _span = tracing::info_span!("gc").entered();
+        let mut report = GcReport { leftovers_removed: inner.recover()?, ..GcReport::default() };
+        report.stale_locks_removed = inner.remove_stale_locks()?;
+        let budget = max_bytes.or_else(|| inner.max_bytes());
+        let _evicting = inner.evicting.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.with_index(Duration::ZERO, |_| ())?;
+        if let Some(budget) = budget {
+            inner.evict(budget, None, &mut report);
+        }
+        report.usage = inner.with_index(RESCAN, |index| index.usage())?;
+        Ok(report)
+    }
+}
+
+impl Inner {
+    pub(crate) fn max_bytes(&self) -> Option<u64> {
+        match self.max_bytes.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            max => Some(max),
+        }
+    }
+
+    /// Runs `f` on the index, (re)building it first if absent or older than `max_age`.
+    fn with_index<R>(
+        &self,
+        max_age: Duration,
+        f: impl FnOnce(&mut Index) -> R,
+    ) -> Result<R, Error> {
+        let fresh =
+            |index: &Option<Index>| index.as_ref().is_some_and(|i| i.built.elapsed() < max_age);
+        {
+            let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            if fresh(&index) {
+                return Ok(f(index.as_mut().expect("checked")));
+            }
+        }
+        // Scan without holding the index, so that commits and removals (which update it) do
+        // not wait for a scan of a large cache; one scan at a time.
+        let _scanning = self.scanning.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
+        let already = {
+            let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            index.as_ref().is_some_and(|i| i.built >= started || i.built.elapsed() < max_age)
+        };
+        let scanned = if already { None } else { Some(self.scan()?) };
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(scanned) = scanned {
+            // Changes made while scanning may or may not be in it; the next rescan settles them.
+            *index = Some(scanned);
+        }
+        Ok(f(index.as_mut().expect("built above")))
+    }
+
+    /// Reads the size and last-used time of every committed artifact.
+    fn scan(&self) -> Result<Index, Error> {
+        let started = Instant::now();
+        let mut index = Index { artifacts: HashMap::new(), bytes: 0, built: started };
+        let objects = &self.layout.objects;
+        for entry in fs::read_dir(objects).with_path(objects)? {
+            let entry = entry.with_path(objects)?;
+            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<ArtifactId>().ok())
+            else {
+                continue;
+            };
+            match metadata::read(&self.layout.meta(&id), &id) {
+                Ok(Some(meta)) => index.insert(id, meta.size, meta.last_used),
+                Ok(None) => {}
+                // A damaged artifact counts as empty and least recently used: evicted first.
+                Err(err) => {
+                    warn!(id = %id, error = %err, "unreadable metadata");
+                    index.insert(id, 0, SystemTime::UNIX_EPOCH);
+                }
+            }
+        }
+        tracing::debug!(artifacts = index.artifacts.len(), bytes = index.bytes, elapsed = ?started.elapsed(), "scanned the cache");
+        Ok(index)
+    }
+
+    /// Records a commit in the index (if built).
+    pub(crate) fn index_insert(&self, id: &ArtifactId, size: u64, last_used: SystemTime) {
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = index.as_mut() {
+            index.insert(*id, size, last_used);
+        }
+    }
+
+    /// Records a removal in the index (if built).
+    pub(crate) fn index_remove(&self, id: &ArtifactId) {
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = index.as_mut() {
+            index.remove(id);
+        }
+    }
+
+    /// After committing `id`: evict if over the size bound (unless another thread already is).
+    pub(crate) fn evict_after_commit(&self, id: &ArtifactId) {
+        let Some(budget) = self.max_bytes() else { return };
+        let Ok(_evicting) = self.evicting.try_lock() else { return };
+        let over = self.with_index(RESCAN, |index| index.bytes > budget);
+        match over {
+            Ok(true) => {
+                let mut report = GcReport::default();
+                self.evict(budget, Some(id), &mut report);
+            }
+            Ok(false) => {}
+            Err(err) => warn!(error = %err, "cannot check the cache size"),
+        }
+    }
+
+    /// Evicts least recently used artifacts that nobody holds (never `keep`) until the index
+    /// says the content fits in `budget`. Hold `self.evicting`.
+    fn evict(&self, budget: u64, keep: Option<&ArtifactId>, report: &mut GcReport) {
+        let mut candidates: Vec<(SystemTime, ArtifactId, u64)> = {
+            let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(index) = index.as_ref() else { return };
+            if index.bytes <= budget {
+                return;
+            }
+            index.artifacts.iter().map(|(id, a)| (a.last_used, *id, a.size)).collect()
+        };
+        // This process's uses are newer than what the index read from disk.
+        for (last_used, id, _) in &mut candidates {
+            if let Some(used) = self.table.get(id).and_then(|entry| entry.state().last_used) {
+                *last_used = (*last_used).max(used);
+            }
+        }
+        candidates.sort();
+        for (_, id, size) in candidates {
+            let bytes = self
+                .index
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map_or(0, |i| i.bytes);
+            if bytes <= budget {
+                break;
+            }
+            if Some(&id) == keep {
+                continue;
+            }
+            match self.remove(&id) {
+                Ok(_) => {
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                    info!(id = %id, bytes = size, "evicted");
+                    report.evicted.push(id);
+                    report.evicted_bytes += size;
+                }
+                Err(err) if err.is_locked() => report.skipped_locked += 1,
+                Err(err) if err.is_not_found() => self.index_remove(&id),
+                Err(err) => warn!(id = %id, error = %err, "cannot evict"),
+            }
+        }
+    }
+
+    /// Deletes the lock files of artifacts that are absent and not locked.
+    fn remove_stale_locks(&self) -> Result<u64, Error> {
+        let locks = &self.layout.locks;
+        let mut removed = 0;
+        for entry in fs::read_dir(locks).with_path(locks)? {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err).with_path(locks),
+            };
+            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<ArtifactId>().ok())
+            else {
+                continue;
+            };
+            if self.layout.object(&id).exists() {
+                continue;
+            }
+            let table_entry = self.table.entry(&id);
+            let mut st = table_entry.state();
+            if st.exclusive || st.readers > 0 {
+                continue;
+            }
+            if let crate::cache::Exclusive::Acquired(_) =
+                self.acquire_exclusive(&mut st, &id, false)?
+            {
+                if self.layout.object(&id).exists() {
+                    let _ = st.lock.as_ref().map(|l| l.unlock());
+                } else {
+                    self.release_absent(&mut st, &id);
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
