@@ -36,8 +36,8 @@ fn main() -> ExitCode {
         json: cli.global.json,
     };
     let result = match cli.command {
-        Command::Pack(args) => cmd::pack::pack(args),
-        Command::Unpack(args) => cmd::pack::unpack(args),
+        Command::Pack(args) => cmd::pack::pack(&ctx, args),
+        Command::Unpack(args) => cmd::pack::unpack(&ctx, args),
         Command::Add(args) => cmd::local::add(&ctx, args),
         Command::Ls(args) => cmd::local::ls(&ctx, args),
         Command::Rm(args) => cmd::local::rm(&ctx, args),

@@ -1,14 +1,29 @@
 //! [`Error`]: everything that can go wrong while sending, receiving or hashing a tree.
 
-use std::{io, path::PathBuf};
+use std::{fmt, io, path::PathBuf};
 
-/// An error from `send`, `receive` or
+/// An error from [`send`](crate::send), [`receive`](crate::receive) or
 /// [`digest_dir`](crate::digest_dir), naming the entry and the rule broken.
+///
+/// Entry names (`entry`) are the paths inside the tree, as the stream spells them (lossless on
+/// Unix, printed with `{:?}` so that control characters in hostile names are escaped). Offsets
+/// are byte positions in the tar stream.
+///
+/// ```
+/// use tarstream::{Error, ReceiveOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// // A stream that stops before the end-of-archive marker.
+/// let err = tarstream::receive(&dir.path().join("out"), &[][..]).unwrap_err();
+/// assert!(err.is_truncated() && err.is_hostile());
+/// assert!(matches!(err, Error::Truncated { .. }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Reading or writing the file system failed.
-    #[error("io error at {path:?}")]
+    /// Reading or writing the local file system failed.
+    #[error("i/o error at {path:?}")]
     Io {
         /// The path on disk the operation was about.
         path: PathBuf,
@@ -16,12 +31,252 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// The tree holds something a tar stream of ours cannot carry (a socket, a device...).
-    #[error("unsupported file type at {path:?}")]
+    /// Reading the input tar stream failed (for the async adapters: the source failed, or the
+    /// future was dropped).
+    #[error("reading the tar stream failed at byte {offset}")]
+    Read {
+        /// Bytes of stream read before the failure.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the output tar stream failed (for the async adapters: the consumer went away).
+    #[error("writing the tar stream failed at byte {offset}")]
+    Write {
+        /// Bytes of stream written before the failure.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// `send`: the tree holds something a tar stream of ours cannot carry.
+    #[error("cannot send {path:?}: it is a {kind}")]
     UnsupportedFileType {
         /// The path on disk.
         path: PathBuf,
+        /// What it is: `socket`, `fifo`, `character device`, `block device`.
+        kind: &'static str,
     },
+    /// `send`: a file shrank while it was being read.
+    #[error("{path:?} changed while it was being sent")]
+    FileChanged {
+        /// The path on disk.
+        path: PathBuf,
+    },
+    /// `receive`: the destination exists and is not an empty directory.
+    #[error("destination {path:?} is not an empty directory")]
+    DestinationNotEmpty {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// The stream ended early (a truncated transfer, or no end-of-archive marker).
+    #[error("tar stream truncated {within} at byte {offset}{}", entry_suffix(.entry))]
+    Truncated {
+        /// Bytes of stream read before it ended.
+        offset: u64,
+        /// The entry being read, if any.
+        entry: Option<PathBuf>,
+        /// Which part of the stream was cut.
+        within: Section,
+    },
+    /// A header block's checksum does not match its content.
+    #[error("bad header checksum at byte {offset}")]
+    BadChecksum {
+        /// Where the header starts.
+        offset: u64,
+    },
+    /// A header block is malformed (unknown format, a number that is not strict octal or
+    /// base-256, a field that contradicts the entry type...).
+    #[error("malformed tar header at byte {offset}{}: {reason}", entry_suffix(.entry))]
+    BadHeader {
+        /// Where the header starts.
+        offset: u64,
+        /// The entry, when its name could be read.
+        entry: Option<PathBuf>,
+        /// The rule broken.
+        reason: &'static str,
+    },
+    /// A PAX extended header (or a GNU long name) is malformed or would change how the stream
+    /// is framed in a way we do not accept.
+    #[error("bad extended header at byte {offset}: {reason}")]
+    BadExtendedHeader {
+        /// Where the extended header starts.
+        offset: u64,
+        /// The rule broken.
+        reason: &'static str,
+    },
+    /// An entry type we never materialise: devices, fifos, GNU sparse files, volume labels,
+    /// multi-volume continuations, vendor extensions.
+    #[error("entry {entry:?} at byte {offset} has unsupported type {flag:?} ({kind})")]
+    UnsupportedEntryType {
+        /// Where the entry's header starts.
+        offset: u64,
+        /// The entry.
+        entry: PathBuf,
+        /// The typeflag byte, as a character.
+        flag: char,
+        /// What it means.
+        kind: &'static str,
+    },
+    /// Non-zero bytes follow the end-of-archive marker.
+    #[error("data after the end of the archive at byte {offset}")]
+    TrailingData {
+        /// Where the first non-zero byte after the marker is.
+        offset: u64,
+    },
+    /// An entry name that could write outside the destination or is not a plain relative
+    /// path: absolute, `..`, NUL, empty.
+    #[error("unsafe entry name {entry:?}: {reason}")]
+    UnsafePath {
+        /// The entry name as the stream spells it.
+        entry: PathBuf,
+        /// The rule broken.
+        reason: &'static str,
+    },
+    /// An entry would be written through a symlink that an earlier entry created.
+    #[error("entry {entry:?} would be written through the symlink {symlink:?}")]
+    ThroughSymlink {
+        /// The entry.
+        entry: PathBuf,
+        /// The symlink in its way.
+        symlink: PathBuf,
+    },
+    /// A symlink's target is absolute or resolves outside the tree.
+    #[error("symlink {entry:?} points outside the tree (target {target:?})")]
+    SymlinkEscape {
+        /// The symlink.
+        entry: PathBuf,
+        /// Its target.
+        target: PathBuf,
+    },
+    /// A hard link whose target is not an earlier regular file inside the tree.
+    #[error("hard link {entry:?} to {target:?}: {reason}")]
+    BadHardLink {
+        /// The link.
+        entry: PathBuf,
+        /// Its target as the stream names it.
+        target: PathBuf,
+        /// The rule broken.
+        reason: &'static str,
+    },
+    /// An entry collides with one already received (a duplicate, or a file where a directory
+    /// is needed).
+    #[error("entry {entry:?} conflicts with an earlier entry: {reason}")]
+    Conflict {
+        /// The entry.
+        entry: PathBuf,
+        /// What is in the way.
+        reason: &'static str,
+    },
+    /// A [`ReceiveOptions`](crate::ReceiveOptions) limit was hit; nothing beyond it was
+    /// written or allocated.
+    #[error("{limit} exceeded{}", entry_suffix(.entry))]
+    LimitExceeded {
+        /// The limit.
+        limit: Limit,
+        /// The entry that would have gone over it, if any.
+        entry: Option<PathBuf>,
+    },
+}
+
+fn entry_suffix(entry: &Option<PathBuf>) -> String {
+    match entry {
+        Some(entry) => format!(" (entry {entry:?})"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// True when local or stream i/o failed ([`Error::Io`], [`Error::Read`],
+    /// [`Error::Write`]) rather than the stream breaking a rule.
+    pub fn is_io(&self) -> bool {
+        matches!(self, Error::Io { .. } | Error::Read { .. } | Error::Write { .. })
+    }
+
+    /// True when the stream itself is at fault: malformed, truncated, unsafe, or over a
+    /// limit. Whoever sent it is to blame; retrying the same bytes cannot help.
+    pub fn is_hostile(&self) -> bool {
+        matches!(
+            self,
+            Error::Truncated { .. }
+                | Error::BadChecksum { .. }
+                | Error::BadHeader { .. }
+                | Error::BadExtendedHeader { .. }
+                | Error::UnsupportedEntryType { .. }
+                | Error::TrailingData { .. }
+                | Error::UnsafePath { .. }
+                | Error::ThroughSymlink { .. }
+                | Error::SymlinkEscape { .. }
+                | Error::BadHardLink { .. }
+                | Error::Conflict { .. }
+                | Error::LimitExceeded { .. }
+        )
+    }
+
+    /// True when the stream ended early ([`Error::Truncated`]): a transfer cut short, which a
+    /// retry may fix.
+    pub fn is_truncated(&self) -> bool {
+        matches!(self, Error::Truncated { .. })
+    }
+
+    /// True when a [`ReceiveOptions`](crate::ReceiveOptions) limit was hit.
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Error::LimitExceeded { .. })
+    }
+}
+
+/// Which part of a tar stream was cut short ([`Error::Truncated`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Section {
+    /// Inside a header block.
+    Header,
+    /// Inside a PAX extended header or GNU long name.
+    ExtendedHeader,
+    /// Inside an entry's data.
+    Data,
+    /// Inside the zero padding after an entry's data.
+    Padding,
+    /// At an entry boundary or inside the marker: the end-of-archive marker is missing.
+    EndMarker,
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Section::Header => "inside a header",
+            Section::ExtendedHeader => "inside an extended header",
+            Section::Data => "inside file data",
+            Section::Padding => "inside padding",
+            Section::EndMarker => "before the end-of-archive marker",
+        })
+    }
+}
+
+/// A [`ReceiveOptions`](crate::ReceiveOptions) limit ([`Error::LimitExceeded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// Total bytes of tar stream.
+    Bytes(u64),
+    /// Entries materialised (files, directories, symlinks, hard links).
+    Entries(u64),
+    /// Bytes in one entry's path (or link target).
+    PathLength(usize),
+    /// Bytes of one PAX extended header.
+    ExtendedHeader(u64),
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Bytes(max) => write!(f, "stream size limit of {max} bytes"),
+            Limit::Entries(max) => write!(f, "entry count limit of {max}"),
+            Limit::PathLength(max) => write!(f, "path length limit of {max} bytes"),
+            Limit::ExtendedHeader(max) => write!(f, "extended header limit of {max} bytes"),
+        }
+    }
 }
 
 /// Attaches a path to an [`io::Error`].
@@ -33,4 +288,16 @@ impl<T> IoResultExt<T> for io::Result<T> {
     fn with_path(self, path: impl Into<PathBuf>) -> Result<T, Error> {
         self.map_err(|source| Error::Io { path: path.into(), source })
     }
+}
+
+impl<T> IoResultExt<T> for rustix::io::Result<T> {
+    fn with_path(self, path: impl Into<PathBuf>) -> Result<T, Error> {
+        self.map_err(|errno| Error::Io { path: path.into(), source: errno.into() })
+    }
+}
+
+/// Turns stream bytes into a [`PathBuf`] for an error message, losslessly.
+pub(crate) fn entry_path(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
 }

@@ -1,21 +1,24 @@
 //! Deterministic, hostile-input-safe conversion between a directory tree and a tar stream.
 //!
-//! NOTE: under construction (issue 2). What is here now: the tree digest
-//! ([`Digest`], [`TreeHasher`], [`digest_dir`]) and [`Summary`].
+//! NOTE: under construction (issue 2).
 
+mod dest;
 mod digest;
 mod error;
+mod header;
+mod input;
+mod links;
+mod options;
+mod receive;
+mod send;
 mod summary;
+mod walk;
+mod walk_digest;
 
 pub use digest::{Digest, OutOfOrder, ParseDigestError, TreeHasher, canonical_cmp};
-pub use error::Error;
+pub use error::{Error, Limit, Section};
+pub use options::ReceiveOptions;
+pub use receive::{receive, receive_with};
+pub use send::send;
 pub use summary::Summary;
-
-use std::path::Path;
-
-/// Computes the tree digest of the directory `dir` by walking it (no tar encoding).
-pub fn digest_dir(dir: &Path) -> Result<Summary, Error> {
-    walk_digest::digest_dir(dir)
-}
-
-mod walk_digest;
+pub use walk_digest::digest_dir;

@@ -1,79 +1,83 @@
-//! A plain walk that feeds a [`TreeHasher`] (a first, simple implementation of `digest_dir`).
+//! `digest_dir`: the tree digest of a directory on disk, from the same walk as `send`.
 
 use std::{
-    fs,
-    io::Read,
-    os::unix::{ffi::OsStrExt, fs::PermissionsExt},
+    io::{self, Read},
     path::Path,
 };
 
-use crate::{Error, Summary, TreeHasher, digest::canonical_cmp, error::IoResultExt};
+use rustix::fd::{AsFd, BorrowedFd};
 
-pub(crate) fn digest_dir(root: &Path) -> Result<Summary, Error> {
-    let mut tree = TreeHasher::new();
-    let mut summary = Summary {
-        digest: tree.finish(),
-        files: 0,
-        dirs: 0,
-        symlinks: 0,
-        file_bytes: 0,
-        stream_bytes: 0,
-    };
-    let mut buf = vec![0u8; 256 * 1024];
-    walk(root, &mut Vec::new(), &mut tree, &mut summary, &mut buf)?;
-    summary.digest = tree.finish();
-    Ok(summary)
+use crate::{
+    Error, Summary, TreeHasher,
+    error::entry_path,
+    walk::{self, Files, Item},
+};
+
+/// Computes the tree digest of the directory `dir` by walking it (no tar encoding involved).
+///
+/// Gives the same [`Summary`] as [`send`](crate::send) of the same tree, except that
+/// `stream_bytes` is zero. Symlinks are hashed as they are (this does not check where they
+/// point); sockets, fifos and devices are an error, as for `send`.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("a.txt"), b"a")?;
+/// let summary = tarstream::digest_dir(dir.path())?;
+/// assert_eq!((summary.files, summary.file_bytes), (1, 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn digest_dir(dir: &Path) -> Result<Summary, Error> {
+    let root = walk::open_root(dir)?;
+    digest_root(root.as_fd(), dir)
 }
 
-fn walk(
-    dir: &Path,
-    rel: &mut Vec<u8>,
-    tree: &mut TreeHasher,
-    summary: &mut Summary,
-    buf: &mut [u8],
-) -> Result<(), Error> {
-    let mut entries =
-        fs::read_dir(dir).with_path(dir)?.collect::<Result<Vec<_>, _>>().with_path(dir)?;
-    entries.sort_by(|a, b| canonical_cmp(a.file_name().as_bytes(), b.file_name().as_bytes()));
-    for entry in entries {
-        let path = entry.path();
-        let len = rel.len();
-        if !rel.is_empty() {
-            rel.push(b'/');
-        }
-        rel.extend_from_slice(entry.file_name().as_bytes());
-        let meta = fs::symlink_metadata(&path).with_path(&path)?;
-        let kind = meta.file_type();
-        let ordered = if kind.is_dir() {
-            summary.dirs += 1;
-            let ordered = tree.dir(rel);
-            walk(&path, rel, tree, summary, buf)?;
-            ordered
-        } else if kind.is_symlink() {
-            summary.symlinks += 1;
-            let target = fs::read_link(&path).with_path(&path)?;
-            tree.symlink(rel, target.as_os_str().as_bytes())
-        } else if kind.is_file() {
-            summary.files += 1;
-            let mut file = fs::File::open(&path).with_path(&path)?;
-            let mut hasher = blake3::Hasher::new();
-            let mut size = 0u64;
-            loop {
-                let n = file.read(buf).with_path(&path)?;
-                if n == 0 {
-                    break;
-                }
-                size += n as u64;
-                hasher.update(&buf[..n]);
+/// [`digest_dir`] of an open directory (`root_path` names it in errors).
+pub(crate) fn digest_root(root: BorrowedFd<'_>, root_path: &Path) -> Result<Summary, Error> {
+    const ORDER: &str = "the walk visits entries in canonical order";
+    let mut tree = TreeHasher::new();
+    let mut summary = Summary::empty();
+    let mut buf = vec![0u8; 256 * 1024];
+    walk::walk(root, root_path, Files::Open, |rel, item| {
+        match item {
+            Item::Dir => {
+                tree.dir(rel).expect(ORDER);
+                summary.dirs += 1;
             }
-            summary.file_bytes += size;
-            let executable = meta.permissions().mode() & 0o100 != 0;
-            tree.file(rel, executable, size, hasher.finalize().as_bytes())
-        } else {
-            return Err(Error::UnsupportedFileType { path });
-        };
-        ordered.expect("siblings are sorted and visited depth first");
-        rel.truncate(len);
-    }
-    Ok(())
+            Item::Symlink { target } => {
+                tree.symlink(rel, target).expect(ORDER);
+                summary.symlinks += 1;
+            }
+            Item::File { file, size, executable } => {
+                let mut file = file.expect("the walk opens files");
+                let mut hasher = blake3::Hasher::new();
+                let mut left = size;
+                while left > 0 {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = match file.read(&mut buf[..want]) {
+                        Ok(0) => {
+                            return Err(Error::FileChanged {
+                                path: root_path.join(entry_path(rel)),
+                            });
+                        }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(source) => {
+                            return Err(Error::Io {
+                                path: root_path.join(entry_path(rel)),
+                                source,
+                            });
+                        }
+                    };
+                    hasher.update(&buf[..n]);
+                    left -= n as u64;
+                }
+                tree.file(rel, executable, size, hasher.finalize().as_bytes()).expect(ORDER);
+                summary.files += 1;
+                summary.file_bytes += size;
+            }
+        }
+        Ok(())
+    })?;
+    summary.digest = tree.finish();
+    Ok(summary)
 }

@@ -1,13 +1,137 @@
 //! `artifact pack` and `artifact unpack`: a directory to a tar stream on stdout, and back.
+//!
+//! Both talk to the raw stdin/stdout file descriptors (no std line buffering in between) and
+//! enlarge the pipe to 1 MiB where stdin/stdout is one, so that `pack | unpack` moves data in
+//! large chunks. `unpack` creates DIR if absent, refuses a non-empty DIR, and on failure
+//! removes what it created inside DIR (DIR itself too if it created it).
 
-use anyhow::bail;
+use std::{
+    fs::{self, File},
+    io::{self, IsTerminal},
+    os::fd::{AsFd, OwnedFd},
+    path::Path,
+};
 
-use crate::cli::{PackArgs, UnpackArgs};
+use anyhow::Context as _;
+use tarstream::{ReceiveOptions, Summary};
 
-pub(crate) fn pack(_args: PackArgs) -> anyhow::Result<()> {
-    bail!("pack is not implemented yet (issue 2)")
+use crate::{
+    Context,
+    cli::{PackArgs, UnpackArgs},
+    exit::{Exit, fail},
+};
+
+/// Pipe buffer size to ask for (Linux caps unprivileged requests at
+/// `/proc/sys/fs/pipe-max-size`, 1 MiB by default).
+const PIPE_SIZE: usize = 1 << 20;
+
+pub(crate) fn pack(ctx: &Context, args: PackArgs) -> anyhow::Result<()> {
+    let stdout = io::stdout();
+    if stdout.is_terminal() {
+        return Err(fail(
+            Exit::Usage,
+            anyhow::anyhow!("refusing to write a tar stream to a terminal; redirect stdout"),
+        ));
+    }
+    if !args.dir.is_dir() {
+        return Err(fail(
+            Exit::Usage,
+            anyhow::anyhow!("{} is not a directory", args.dir.display()),
+        ));
+    }
+    let out = raw(stdout.as_fd())?;
+    grow_pipe(&out);
+    let summary = tarstream::send(&args.dir, &out)
+        .with_context(|| format!("packing {}", args.dir.display()))?;
+    if ctx.json {
+        // Stdout carries the stream; the summary goes to stderr.
+        eprintln!("{}", summary_json(&summary));
+    }
+    Ok(())
 }
 
-pub(crate) fn unpack(_args: UnpackArgs) -> anyhow::Result<()> {
-    bail!("unpack is not implemented yet (issue 2)")
+pub(crate) fn unpack(ctx: &Context, args: UnpackArgs) -> anyhow::Result<()> {
+    let dir = &args.dir;
+    let created = match fs::symlink_metadata(dir) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => true,
+        Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
+        Ok(meta) if meta.is_dir() => {
+            let mut entries =
+                fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+            if entries.next().is_some() {
+                return Err(fail(
+                    Exit::Usage,
+                    anyhow::anyhow!(
+                        "{} is not empty; unpack needs an empty directory",
+                        dir.display()
+                    ),
+                ));
+            }
+            false
+        }
+        Ok(_) => {
+            return Err(fail(
+                Exit::Usage,
+                anyhow::anyhow!("{} exists and is not a directory", dir.display()),
+            ));
+        }
+    };
+    let input = raw(io::stdin().as_fd())?;
+    grow_pipe(&input);
+    match tarstream::receive_with(dir, &input, &ReceiveOptions::default()) {
+        Ok(summary) => {
+            if ctx.json {
+                println!("{}", summary_json(&summary));
+            }
+            Ok(())
+        }
+        Err(err) => {
+            if let Err(cleanup) = clean(dir, created) {
+                tracing::warn!(path = %dir.display(), error = %cleanup, "could not clean up");
+            }
+            Err(anyhow::Error::new(err).context(format!("unpacking into {}", dir.display())))
+        }
+    }
+}
+
+/// Removes what a failed unpack left: DIR itself if it was created, else its contents.
+/// Never follows symlinks (`remove_dir_all` and `remove_file` act on the links themselves).
+fn clean(dir: &Path, created: bool) -> io::Result<()> {
+    if created {
+        return match fs::remove_dir_all(dir) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// A `File` on a duplicate of a standard stream's fd: unbuffered, large reads and writes.
+fn raw(fd: std::os::fd::BorrowedFd<'_>) -> anyhow::Result<File> {
+    let owned: OwnedFd = fd.try_clone_to_owned().context("duplicating a standard stream")?;
+    Ok(File::from(owned))
+}
+
+/// Asks for a bigger pipe buffer; not a pipe, or not allowed: nothing happens.
+fn grow_pipe(file: &File) {
+    let _ = rustix::pipe::fcntl_setpipe_size(file, PIPE_SIZE);
+}
+
+fn summary_json(summary: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "digest": summary.digest.to_string(),
+        "files": summary.files,
+        "dirs": summary.dirs,
+        "symlinks": summary.symlinks,
+        "file_bytes": summary.file_bytes,
+        "stream_bytes": summary.stream_bytes,
+    })
 }

@@ -1,0 +1,191 @@
+//! The input side of `receive`: one big buffer in front of the reader, with the stream offset
+//! tracked for error messages and limits.
+
+use std::io::{self, Read};
+
+use crate::{Error, header::BLOCK};
+
+/// The input buffer size.
+const IN_BUF: usize = 1 << 20;
+
+pub(crate) struct Input<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Stream offset of `buf[start]`.
+    offset: u64,
+    eof: bool,
+}
+
+/// A read that hit the end of the stream after `got` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Short {
+    pub(crate) got: u64,
+}
+
+impl<R: Read> Input<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Input { inner, buf: vec![0; IN_BUF], start: 0, end: 0, offset: 0, eof: false }
+    }
+
+    /// The stream offset of the next unconsumed byte.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Reads more into the buffer; false at the end of the stream.
+    fn refill(&mut self) -> Result<bool, Error> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    let offset = self.offset + (self.end - self.start) as u64;
+                    return Err(Error::Read { offset, source });
+                }
+            }
+        }
+    }
+
+    /// The next block, or how many bytes the stream had before it ended.
+    pub(crate) fn block(&mut self) -> Result<Result<[u8; BLOCK], Short>, Error> {
+        while self.end - self.start < BLOCK {
+            if self.start + BLOCK > self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if !self.refill()? {
+                let got = (self.end - self.start) as u64;
+                self.consume(self.end - self.start);
+                return Ok(Err(Short { got }));
+            }
+        }
+        let block: [u8; BLOCK] =
+            self.buf[self.start..self.start + BLOCK].try_into().expect("a block is buffered");
+        self.consume(BLOCK);
+        Ok(Ok(block))
+    }
+
+    /// Passes the next `len` bytes to `sink` in chunks as they arrive.
+    pub(crate) fn data(
+        &mut self,
+        len: u64,
+        mut sink: impl FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<Result<(), Short>, Error> {
+        let mut left = len;
+        while left > 0 {
+            if self.start == self.end && !self.refill()? {
+                return Ok(Err(Short { got: len - left }));
+            }
+            let n = (self.end - self.start).min(usize::try_from(left).unwrap_or(usize::MAX));
+            sink(&self.buf[self.start..self.start + n])?;
+            self.consume(n);
+            left -= n as u64;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Skips `len` bytes (padding, whose content is not checked).
+    pub(crate) fn skip(&mut self, len: u64) -> Result<Result<(), Short>, Error> {
+        self.data(len, |_| Ok(()))
+    }
+
+    /// Reads to the end of the stream: `Ok(None)` if every byte is zero, else the offset of
+    /// the first that is not. Stops early (returning `Err(offset)` of the byte past the limit)
+    /// once the stream runs past `limit`.
+    pub(crate) fn rest_is_zero(&mut self, limit: u64) -> Result<Result<Option<u64>, u64>, Error> {
+        loop {
+            let chunk = &self.buf[self.start..self.end];
+            if let Some(i) = chunk.iter().position(|&b| b != 0) {
+                return Ok(Ok(Some(self.offset + i as u64)));
+            }
+            let n = chunk.len();
+            self.consume(n);
+            if self.offset > limit {
+                return Ok(Err(self.offset));
+            }
+            if !self.refill()? {
+                return Ok(Ok(None));
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.offset += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out one byte at a time.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((&first, rest)) = self.0.split_first() else { return Ok(0) };
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn blocks_and_data_come_out_whole_from_one_byte_reads() {
+        let mut stream = vec![7u8; BLOCK];
+        stream.extend(0..=255u8);
+        stream.extend([0u8; 100]);
+        let mut input = Input::new(Trickle(&stream));
+        assert_eq!(input.block().unwrap().unwrap(), [7u8; BLOCK]);
+        let mut got = Vec::new();
+        input.data(256, |chunk| Ok(got.extend_from_slice(chunk))).unwrap().unwrap();
+        assert_eq!(got, (0..=255u8).collect::<Vec<_>>());
+        assert_eq!(input.offset(), BLOCK as u64 + 256);
+        assert_eq!(input.block().unwrap(), Err(Short { got: 100 }));
+        assert_eq!(input.offset(), stream.len() as u64);
+    }
+
+    #[test]
+    fn short_data_reports_how_much_came() {
+        let stream = [1u8; 10];
+        let mut input = Input::new(&stream[..]);
+        assert_eq!(input.data(20, |_| Ok(())).unwrap(), Err(Short { got: 10 }));
+    }
+
+    #[test]
+    fn trailing_zeros_are_fine_and_the_first_non_zero_byte_is_found() {
+        let mut input = Input::new(&[0u8; 3000][..]);
+        assert_eq!(input.rest_is_zero(u64::MAX).unwrap(), Ok(None));
+        let mut stream = vec![0u8; 3000];
+        stream[2999] = 1;
+        let mut input = Input::new(Trickle(&stream));
+        assert_eq!(input.rest_is_zero(u64::MAX).unwrap(), Ok(Some(2999)));
+        let mut input = Input::new(&[0u8; 3000][..]);
+        assert!(input.rest_is_zero(100).unwrap().is_err());
+    }
+}

@@ -1,0 +1,543 @@
+//! `receive`: the strict read loop that turns one tar stream into a tree inside a directory,
+//! hashing entries into the tree digest as they arrive.
+
+use std::{
+    io::{Read, Write},
+    path::Path,
+};
+
+use crate::{
+    Error, ReceiveOptions, Summary, TreeHasher,
+    dest::Dest,
+    error::{IoResultExt, Limit, Section, entry_path},
+    header::{self, BLOCK, DecodeError, Kind},
+    input::{Input, Short},
+    links::{self, Symlinks},
+    walk_digest,
+};
+
+/// The largest PAX extended header accepted (records for one entry, or global ones).
+const MAX_PAX: u64 = 1 << 20;
+
+/// Reads one tar stream from `input` and materialises it inside `dir`, with the default
+/// [`ReceiveOptions`]. See [`receive_with`].
+///
+/// ```
+/// let src = tempfile::tempdir()?;
+/// std::fs::write(src.path().join("hello.txt"), b"hello\n")?;
+/// let mut stream = Vec::new();
+/// let sent = tarstream::send(src.path(), &mut stream)?;
+///
+/// let dst = tempfile::tempdir()?;
+/// let got = tarstream::receive(&dst.path().join("copy"), &stream[..])?;
+/// assert_eq!(got.digest, sent.digest);
+/// assert_eq!(std::fs::read(dst.path().join("copy/hello.txt"))?, b"hello\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn receive(dir: &Path, input: impl Read) -> Result<Summary, Error> {
+    receive_with(dir, input, &ReceiveOptions::default())
+}
+
+/// Reads one tar stream from `input` and materialises it inside `dir`, which is created (one
+/// level) if absent and must otherwise be an empty directory.
+///
+/// Accepts ustar, GNU and PAX archives (as GNU tar, bsdtar and Python's `tarfile` write them)
+/// holding regular files, directories, symlinks and hard links, within the safety rules of
+/// `docs/protocol.md`: no absolute names, no `..`, nothing written through a symlink, no
+/// symlink resolving outside the tree, hard links only to earlier regular files, no devices,
+/// fifos or sparse files, strict header checksums and numbers, the end-of-archive marker
+/// required and nothing but zeros after it. Modes are normalised (0644/0755, or 0444/0555
+/// with [`ReceiveOptions::read_only`]; directories 0755) whatever the umask; owners and times
+/// are not restored.
+///
+/// The digest is computed as the bytes pass when the stream lists entries in canonical order
+/// (as [`send`](crate::send) does); for a foreign archive in another order, or with hard
+/// links, it is computed afterwards by [`digest_dir`](crate::digest_dir) over the result.
+///
+/// On error, `dir` may hold part of the tree (never anything outside it): the caller deletes
+/// it.
+pub fn receive_with(
+    dir: &Path,
+    input: impl Read,
+    options: &ReceiveOptions,
+) -> Result<Summary, Error> {
+    let span = tracing::debug_span!("receive", path = %dir.display());
+    let _enter = span.enter();
+    let dest = Dest::open(dir, options.read_only)?;
+    let mut rx = Receiver {
+        input: Input::new(input),
+        dest,
+        book: Book {
+            tree: TreeHasher::new(),
+            summary: Summary::empty(),
+            entries: 0,
+            streaming: true,
+            max_entries: options.max_entries,
+        },
+        options,
+        symlinks: Symlinks::default(),
+        pending: Pending::default(),
+        name: Vec::with_capacity(256),
+        path: Vec::with_capacity(256),
+        link: Vec::with_capacity(256),
+    };
+    rx.run()?;
+    rx.symlinks.check(rx.dest.root(), dir)?;
+    let stream_bytes = rx.input.offset();
+    let mut summary = if rx.book.streaming {
+        let mut summary = rx.book.summary;
+        summary.digest = rx.book.tree.finish();
+        summary
+    } else {
+        tracing::debug!("stream not in canonical order; hashing the received tree");
+        walk_digest::digest_root(rx.dest.root(), dir)?
+    };
+    summary.stream_bytes = stream_bytes;
+    tracing::debug!(bytes = stream_bytes, entries = summary.entries(), "received");
+    Ok(summary)
+}
+
+/// Extended header values waiting for the entry they apply to.
+#[derive(Default)]
+struct Pending {
+    /// Offset of the first extended header of the entry (for errors).
+    pax_seen: bool,
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    size: Option<u64>,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+}
+
+impl Pending {
+    fn any(&self) -> bool {
+        self.pax_seen || self.long_name.is_some() || self.long_link.is_some()
+    }
+}
+
+/// The running digest, counts and entry limit.
+struct Book {
+    tree: TreeHasher,
+    summary: Summary,
+    entries: u64,
+    /// Still hashing in stream order (false once a record came out of order, or a hard link).
+    streaming: bool,
+    max_entries: u64,
+}
+
+impl Book {
+    fn admit(&mut self, entry: &[u8]) -> Result<(), Error> {
+        if self.entries >= self.max_entries {
+            return Err(Error::LimitExceeded {
+                limit: Limit::Entries(self.max_entries),
+                entry: Some(entry_path(entry)),
+            });
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Books a directory created implicitly as a parent, or by its own entry.
+    fn dir(&mut self, path: &[u8]) -> Result<(), Error> {
+        self.admit(path)?;
+        if self.streaming && self.tree.dir(path).is_err() {
+            self.streaming = false;
+        }
+        self.summary.dirs += 1;
+        Ok(())
+    }
+}
+
+struct Receiver<'o, R> {
+    input: Input<R>,
+    dest: Dest,
+    book: Book,
+    options: &'o ReceiveOptions,
+    symlinks: Symlinks,
+    pending: Pending,
+    /// The raw name of the current entry.
+    name: Vec<u8>,
+    /// Its normalised path.
+    path: Vec<u8>,
+    /// Its raw link target.
+    link: Vec<u8>,
+}
+
+impl<R: Read> Receiver<'_, R> {
+    fn run(&mut self) -> Result<(), Error> {
+        loop {
+            let offset = self.input.offset();
+            let block = match self.input.block()? {
+                Ok(block) => block,
+                Err(Short { got }) => {
+                    let within = if got == 0 && !self.pending.any() {
+                        Section::EndMarker
+                    } else {
+                        Section::Header
+                    };
+                    return Err(Error::Truncated { offset: offset + got, entry: None, within });
+                }
+            };
+            if header::is_zero_block(&block) {
+                return self.end(offset);
+            }
+            let header = header::decode(&block).map_err(|err| match err {
+                DecodeError::Checksum => Error::BadChecksum { offset },
+                DecodeError::Malformed(reason) => Error::BadHeader { offset, entry: None, reason },
+            })?;
+            match header.kind {
+                Kind::PaxLocal => {
+                    if self.pending.pax_seen {
+                        return Err(ext_error(offset, "two PAX headers for one entry"));
+                    }
+                    self.pending.pax_seen = true;
+                    let data =
+                        self.extended(header.size, MAX_PAX, Limit::ExtendedHeader(MAX_PAX))?;
+                    self.pax(offset, &data, false)?;
+                }
+                Kind::PaxGlobal => {
+                    let data =
+                        self.extended(header.size, MAX_PAX, Limit::ExtendedHeader(MAX_PAX))?;
+                    self.pax(offset, &data, true)?;
+                }
+                Kind::GnuLongName | Kind::GnuLongLink => {
+                    let long_name = header.kind == Kind::GnuLongName;
+                    let slot =
+                        if long_name { &self.pending.long_name } else { &self.pending.long_link };
+                    if slot.is_some() {
+                        return Err(ext_error(offset, "two GNU long names for one entry"));
+                    }
+                    let max = self.options.max_path_len as u64 + 1;
+                    let limit = Limit::PathLength(self.options.max_path_len);
+                    let mut data = self.extended(header.size, max, limit)?;
+                    while data.last() == Some(&0) {
+                        data.pop();
+                    }
+                    if data.is_empty() || data.contains(&0) {
+                        return Err(ext_error(offset, "GNU long name empty or with a NUL inside"));
+                    }
+                    if long_name {
+                        self.pending.long_name = Some(data);
+                    } else {
+                        self.pending.long_link = Some(data);
+                    }
+                }
+                _ => {
+                    self.name.clear();
+                    match self.pending.path.take().or(self.pending.long_name.take()) {
+                        Some(name) => self.name.extend_from_slice(&name),
+                        None => header.name.write_to(&mut self.name),
+                    }
+                    self.link.clear();
+                    match self.pending.link.take().or(self.pending.long_link.take()) {
+                        Some(link) => self.link.extend_from_slice(&link),
+                        None => self.link.extend_from_slice(header.link),
+                    }
+                    let size = self.pending.size.take().unwrap_or(header.size);
+                    self.pending = Pending::default();
+                    self.entry(offset, header.kind, header.mode, size)?;
+                }
+            }
+        }
+    }
+
+    /// After the first zero block at `offset`: the second must follow, then only zeros.
+    fn end(&mut self, offset: u64) -> Result<(), Error> {
+        if self.pending.any() {
+            return Err(ext_error(offset, "end of archive right after an extended header"));
+        }
+        match self.input.block()? {
+            Err(Short { got }) => {
+                let offset = offset + BLOCK as u64 + got;
+                return Err(Error::Truncated { offset, entry: None, within: Section::EndMarker });
+            }
+            Ok(block) if !header::is_zero_block(&block) => {
+                return Err(Error::BadHeader {
+                    offset: offset + BLOCK as u64,
+                    entry: None,
+                    reason: "a single zero block before more entries",
+                });
+            }
+            Ok(_) => {}
+        }
+        match self.input.rest_is_zero(self.options.max_bytes)? {
+            Ok(None) => Ok(()),
+            Ok(Some(offset)) => Err(Error::TrailingData { offset }),
+            Err(_) => Err(Error::LimitExceeded {
+                limit: Limit::Bytes(self.options.max_bytes),
+                entry: None,
+            }),
+        }
+    }
+
+    /// Checks that an entry of `size` data bytes fits the byte limit.
+    fn check_bytes(&self, size: u64, entry: Option<&[u8]>) -> Result<(), Error> {
+        let end = size
+            .checked_add(header::padding(size) as u64)
+            .and_then(|n| n.checked_add(self.input.offset()));
+        if end.is_none_or(|end| end > self.options.max_bytes) {
+            return Err(Error::LimitExceeded {
+                limit: Limit::Bytes(self.options.max_bytes),
+                entry: entry.map(entry_path),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the data of an extended header (at most `max` bytes, else `limit` is exceeded).
+    fn extended(&mut self, size: u64, max: u64, limit: Limit) -> Result<Vec<u8>, Error> {
+        if size > max {
+            return Err(Error::LimitExceeded { limit, entry: None });
+        }
+        self.check_bytes(size, None)?;
+        let mut data = Vec::with_capacity(size as usize);
+        let read = self.input.data(size, |chunk| {
+            data.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        finish_data(&mut self.input, read, size, None, Section::ExtendedHeader)?;
+        Ok(data)
+    }
+
+    /// Applies the records of a PAX header: local ones to the next entry; global ones are
+    /// checked and ignored, unless they would change how entries are read.
+    fn pax(&mut self, offset: u64, data: &[u8], global: bool) -> Result<(), Error> {
+        for record in header::pax_records(data) {
+            let record = record.map_err(|reason| ext_error(offset, reason))?;
+            let key = record.key;
+            let value = record.value;
+            if key.starts_with(b"GNU.sparse.") {
+                return Err(ext_error(offset, "GNU sparse files are not supported"));
+            }
+            if !matches!(key, b"path" | b"linkpath" | b"size") {
+                continue;
+            }
+            if global {
+                return Err(ext_error(offset, "a global PAX header sets path, linkpath or size"));
+            }
+            match key {
+                b"size" => {
+                    let size =
+                        header::pax_size(value).map_err(|reason| ext_error(offset, reason))?;
+                    self.pending.size = Some(size);
+                }
+                _ => {
+                    if value.is_empty() || value.contains(&0) {
+                        return Err(ext_error(offset, "empty path or linkpath, or one with a NUL"));
+                    }
+                    let slot = if key == b"path" {
+                        &mut self.pending.path
+                    } else {
+                        &mut self.pending.link
+                    };
+                    *slot = Some(value.to_vec());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, offset: u64, kind: Kind, mode: u32, size: u64) -> Result<(), Error> {
+        if let Kind::Other(flag) = kind {
+            return Err(Error::UnsupportedEntryType {
+                offset,
+                entry: entry_path(&self.name),
+                flag: char::from(flag),
+                kind: describe_type(flag),
+            });
+        }
+        let bad = |entry: &[u8], reason| Error::BadHeader {
+            offset,
+            entry: Some(entry_path(entry)),
+            reason,
+        };
+        normalise(&self.name, &mut self.path)
+            .map_err(|reason| Error::UnsafePath { entry: entry_path(&self.name), reason })?;
+        if self.path.is_empty() {
+            // The root itself (`./`): accepted as a directory, nothing to create.
+            if kind == Kind::Dir && size == 0 {
+                return Ok(());
+            }
+            return Err(Error::UnsafePath { entry: entry_path(&self.name), reason: "empty name" });
+        }
+        let max_path = self.options.max_path_len;
+        let too_long = |entry: &[u8]| Error::LimitExceeded {
+            limit: Limit::PathLength(max_path),
+            entry: Some(entry_path(entry)),
+        };
+        if self.path.len() > max_path {
+            return Err(too_long(&self.name));
+        }
+        if kind == Kind::File {
+            if self.name.ends_with(b"/") {
+                return Err(bad(&self.name, "a regular file entry named like a directory"));
+            }
+            self.check_bytes(size, Some(&self.path))?;
+        } else if size != 0 {
+            return Err(bad(&self.name, "a directory or link entry with data"));
+        }
+        let Receiver { dest, book, path, link, input, symlinks, .. } = self;
+        let (path, link) = (&path[..], &link[..]);
+        match kind {
+            Kind::Dir => {
+                if dest.mkdir(path, &mut |prefix| book.dir(prefix))? {
+                    book.dir(path)?;
+                }
+            }
+            Kind::Symlink => {
+                if link.len() > max_path {
+                    return Err(too_long(path));
+                }
+                if links::lexical_escape(path, link) {
+                    let target = entry_path(link);
+                    return Err(Error::SymlinkEscape { entry: entry_path(path), target });
+                }
+                book.admit(path)?;
+                dest.symlink(path, link, &mut |prefix| book.dir(prefix))?;
+                if book.streaming && book.tree.symlink(path, link).is_err() {
+                    book.streaming = false;
+                }
+                book.summary.symlinks += 1;
+                symlinks.push(path);
+            }
+            Kind::HardLink => {
+                let mut target = Vec::new();
+                normalise(link, &mut target).map_err(|reason| Error::BadHardLink {
+                    entry: entry_path(path),
+                    target: entry_path(link),
+                    reason,
+                })?;
+                book.admit(path)?;
+                dest.hard_link(path, &target, &mut |prefix| book.dir(prefix))?;
+                // The digest needs the target's content hash: hash the tree afterwards.
+                book.streaming = false;
+                book.summary.files += 1;
+            }
+            Kind::File => {
+                let executable = mode & 0o100 != 0;
+                book.admit(path)?;
+                let mut file =
+                    dest.create_file(path, executable, &mut |prefix| book.dir(prefix))?;
+                let mut hasher = blake3::Hasher::new();
+                let read = input.data(size, |chunk| {
+                    hasher.update(chunk);
+                    file.write_all(chunk).with_path(dest.on_disk(path))
+                })?;
+                drop(file);
+                finish_data(input, read, size, Some(path), Section::Data)?;
+                let hash = hasher.finalize();
+                if book.streaming
+                    && book.tree.file(path, executable, size, hash.as_bytes()).is_err()
+                {
+                    book.streaming = false;
+                }
+                book.summary.files += 1;
+                book.summary.file_bytes += size;
+            }
+            Kind::PaxLocal
+            | Kind::PaxGlobal
+            | Kind::GnuLongName
+            | Kind::GnuLongLink
+            | Kind::Other(_) => {
+                unreachable!("handled by the caller and above")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns a short read of data into the right error, and skips the padding.
+fn finish_data<R: Read>(
+    input: &mut Input<R>,
+    read: Result<(), Short>,
+    size: u64,
+    entry: Option<&[u8]>,
+    within: Section,
+) -> Result<(), Error> {
+    let truncated = |input: &Input<R>, within| Error::Truncated {
+        offset: input.offset(),
+        entry: entry.map(entry_path),
+        within,
+    };
+    if read.is_err() {
+        return Err(truncated(input, within));
+    }
+    if input.skip(header::padding(size) as u64)?.is_err() {
+        return Err(truncated(input, Section::Padding));
+    }
+    Ok(())
+}
+
+fn ext_error(offset: u64, reason: &'static str) -> Error {
+    Error::BadExtendedHeader { offset, reason }
+}
+
+/// What an unsupported typeflag means.
+fn describe_type(flag: u8) -> &'static str {
+    match flag {
+        b'3' => "character device",
+        b'4' => "block device",
+        b'6' => "fifo",
+        b'S' => "GNU sparse file",
+        b'M' => "GNU multi-volume continuation",
+        b'V' => "GNU volume label",
+        b'D' => "GNU dump directory",
+        b'N' => "GNU old long name",
+        b'A'..=b'Z' => "vendor extension",
+        _ => "unknown type",
+    }
+}
+
+/// Normalises an entry name into `out`: drops empty and `.` components (so `./a//b/` becomes
+/// `a/b`); refuses NUL, absolute names and `..`. The root itself normalises to empty.
+pub(crate) fn normalise(raw: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+    out.clear();
+    if raw.is_empty() {
+        return Err("empty name");
+    }
+    if raw.contains(&0) {
+        return Err("NUL in name");
+    }
+    if raw[0] == b'/' {
+        return Err("absolute path");
+    }
+    for component in raw.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => return Err("'..' component"),
+            _ => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(component);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_normalise_or_are_refused() {
+        let ok: &[(&[u8], &[u8])] = &[
+            (b"a", b"a"),
+            (b"./a", b"a"),
+            (b"././a/", b"a"),
+            (b"a//b/./c", b"a/b/c"),
+            (b"./", b""),
+            (b".", b""),
+            (b"..a/b..", b"..a/b.."),
+        ];
+        for (raw, want) in ok {
+            let mut out = Vec::new();
+            normalise(raw, &mut out).unwrap();
+            assert_eq!(&out[..], *want, "{raw:?}");
+        }
+        for raw in [&b""[..], b"/a", b"a/../b", b"..", b"a/..", b"a\0b", b"//a"] {
+            assert!(normalise(raw, &mut Vec::new()).is_err(), "{raw:?}");
+        }
+    }
+}

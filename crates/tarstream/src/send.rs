@@ -1,0 +1,225 @@
+//! `send`: walks a directory in canonical order and writes one deterministic tar stream,
+//! hashing file contents into the tree digest as they are copied.
+
+use std::{
+    fs::File,
+    io::{self, Read, Write},
+    path::Path,
+};
+
+use rustix::fd::AsFd;
+
+use crate::{
+    Error, Summary, TreeHasher,
+    error::entry_path,
+    header::{self, BLOCK, EntryHeader},
+    links::{self, Symlinks},
+    walk::{self, Files, Item},
+};
+
+/// The output buffer: big enough that large files move in few system calls, small enough
+/// for the memory bound.
+const OUT_BUF: usize = 1 << 20;
+
+/// Writes the tree at `dir` to `out` as one tar stream, and returns what it sent with the tree
+/// digest computed on the way.
+///
+/// The stream is deterministic: entries in canonical order (see [`canonical_cmp`]), regular
+/// files mode 0644 or 0755 (the owner's executable bit decides), directories 0755, symlinks
+/// 0777, mtime 0, uid and gid 0, empty user and group names; ustar headers, with a PAX header
+/// before an entry whose path or link target is longer than 100 bytes or whose size is 8 GiB
+/// or more. Hard links in the tree are sent as separate regular files. The stream ends with
+/// the end-of-archive marker (two zero blocks) and no record padding. `docs/protocol.md`
+/// specifies it.
+///
+/// `out` gets large writes (up to 1 MiB); it needs no buffering of its own.
+///
+/// # Errors
+///
+/// [`Error::UnsupportedFileType`] for a socket, fifo or device in the tree (naming it);
+/// [`Error::SymlinkEscape`] for a symlink that [`receive`](crate::receive) would refuse
+/// (absolute, or resolving outside the tree), in which case the stream is left without its
+/// end marker so that no reader takes it for complete; [`Error::Io`] when reading the tree
+/// fails; [`Error::Write`] when `out` fails; [`Error::FileChanged`] when a file shrinks while
+/// it is read.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::create_dir(dir.path().join("bin"))?;
+/// std::fs::write(dir.path().join("bin/tool"), b"#!/bin/sh\n")?;
+///
+/// let mut stream = Vec::new();
+/// let sent = tarstream::send(dir.path(), &mut stream)?;
+/// assert_eq!((sent.dirs, sent.files), (1, 1));
+/// assert_eq!(sent.stream_bytes, stream.len() as u64);
+/// assert_eq!(sent.digest, tarstream::digest_dir(dir.path())?.digest);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// [`canonical_cmp`]: crate::canonical_cmp
+pub fn send(dir: &Path, out: impl Write) -> Result<Summary, Error> {
+    let span = tracing::debug_span!("send", path = %dir.display());
+    let _enter = span.enter();
+    let root = walk::open_root(dir)?;
+    let mut sender = Sender {
+        out: Out { inner: out, buf: vec![0; OUT_BUF], pos: 0, written: 0 },
+        tree: TreeHasher::new(),
+        summary: Summary::empty(),
+        symlinks: Symlinks::default(),
+        scratch: Vec::with_capacity(3 * BLOCK),
+        name: Vec::with_capacity(256),
+    };
+    walk::walk(root.as_fd(), dir, Files::Open, |rel, item| sender.entry(dir, rel, item))?;
+    sender.symlinks.check(root.as_fd(), dir)?;
+    sender.out.put(&[0; 2 * BLOCK])?;
+    sender.out.flush()?;
+    let mut summary = sender.summary;
+    summary.digest = sender.tree.finish();
+    summary.stream_bytes = sender.out.written;
+    tracing::debug!(bytes = summary.stream_bytes, entries = summary.entries(), "sent");
+    Ok(summary)
+}
+
+struct Sender<W> {
+    out: Out<W>,
+    tree: TreeHasher,
+    summary: Summary,
+    symlinks: Symlinks,
+    /// Encoded headers.
+    scratch: Vec<u8>,
+    /// A directory's name with its trailing `/`.
+    name: Vec<u8>,
+}
+
+impl<W: Write> Sender<W> {
+    fn entry(&mut self, root: &Path, rel: &[u8], item: Item<'_>) -> Result<(), Error> {
+        const ORDER: &str = "the walk visits entries in canonical order";
+        match item {
+            Item::Dir => {
+                self.name.clear();
+                self.name.extend_from_slice(rel);
+                self.name.push(b'/');
+                let entry =
+                    EntryHeader { flag: b'5', path: &self.name, link: b"", size: 0, mode: 0o755 };
+                put_header(&mut self.out, &mut self.scratch, &entry)?;
+                self.tree.dir(rel).expect(ORDER);
+                self.summary.dirs += 1;
+            }
+            Item::Symlink { target } => {
+                if links::lexical_escape(rel, target) {
+                    return Err(Error::SymlinkEscape {
+                        entry: entry_path(rel),
+                        target: entry_path(target),
+                    });
+                }
+                let entry =
+                    EntryHeader { flag: b'2', path: rel, link: target, size: 0, mode: 0o777 };
+                put_header(&mut self.out, &mut self.scratch, &entry)?;
+                self.tree.symlink(rel, target).expect(ORDER);
+                self.symlinks.push(rel);
+                self.summary.symlinks += 1;
+            }
+            Item::File { file, size, executable } => {
+                let file = file.expect("the walk opens files for send");
+                let mode = if executable { 0o755 } else { 0o644 };
+                let entry = EntryHeader { flag: b'0', path: rel, link: b"", size, mode };
+                put_header(&mut self.out, &mut self.scratch, &entry)?;
+                let hash = self.out.copy_file(file, size, &|| root.join(entry_path(rel)))?;
+                self.tree.file(rel, executable, size, hash.as_bytes()).expect(ORDER);
+                self.summary.files += 1;
+                self.summary.file_bytes += size;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn put_header<W: Write>(
+    out: &mut Out<W>,
+    scratch: &mut Vec<u8>,
+    entry: &EntryHeader<'_>,
+) -> Result<(), Error> {
+    scratch.clear();
+    header::encode(entry, scratch);
+    out.put(scratch)
+}
+
+/// A big output buffer in front of the writer, which file data is read into directly.
+struct Out<W> {
+    inner: W,
+    buf: Vec<u8>,
+    pos: usize,
+    written: u64,
+}
+
+impl<W: Write> Out<W> {
+    fn put(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        while !bytes.is_empty() {
+            if self.pos == self.buf.len() {
+                self.flush_buf()?;
+            }
+            let n = bytes.len().min(self.buf.len() - self.pos);
+            self.buf[self.pos..self.pos + n].copy_from_slice(&bytes[..n]);
+            self.pos += n;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    fn zeros(&mut self, mut n: usize) -> Result<(), Error> {
+        while n > 0 {
+            if self.pos == self.buf.len() {
+                self.flush_buf()?;
+            }
+            let k = n.min(self.buf.len() - self.pos);
+            self.buf[self.pos..self.pos + k].fill(0);
+            self.pos += k;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// Copies exactly `size` bytes of `file` (then its padding) into the stream, hashing them.
+    fn copy_file(
+        &mut self,
+        mut file: File,
+        size: u64,
+        path: &dyn Fn() -> std::path::PathBuf,
+    ) -> Result<blake3::Hash, Error> {
+        let mut hasher = blake3::Hasher::new();
+        let mut left = size;
+        while left > 0 {
+            if self.pos == self.buf.len() {
+                self.flush_buf()?;
+            }
+            let room = (self.buf.len() - self.pos).min(usize::try_from(left).unwrap_or(usize::MAX));
+            let chunk = &mut self.buf[self.pos..self.pos + room];
+            let n = match file.read(chunk) {
+                Ok(0) => return Err(Error::FileChanged { path: path() }),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(Error::Io { path: path(), source }),
+            };
+            hasher.update(&chunk[..n]);
+            self.pos += n;
+            left -= n as u64;
+        }
+        self.zeros(header::padding(size))?;
+        Ok(hasher.finalize())
+    }
+
+    fn flush_buf(&mut self) -> Result<(), Error> {
+        let result = self.inner.write_all(&self.buf[..self.pos]);
+        if let Err(source) = result {
+            return Err(Error::Write { offset: self.written, source });
+        }
+        self.written += self.pos as u64;
+        self.pos = 0;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        self.flush_buf()?;
+        self.inner.flush().map_err(|source| Error::Write { offset: self.written, source })
+    }
+}
