@@ -42,7 +42,8 @@
 //! # Main types
 //!
 //! - Server: [`router`] (mount it in an axum app) and [`serve`] (run it, with limits and
-//!   graceful shutdown on [`shutdown_signal`]), configured by [`ServerConfig`].
+//!   graceful shutdown on [`shutdown_signal`]; [`serve_router`] for an app of one's own),
+//!   configured by [`ServerConfig`].
 //! - Client: [`Downloader`] (built by [`DownloaderBuilder`]): [`download`](Downloader::download),
 //!   [`download_many`](Downloader::download_many), [`upload`](Downloader::upload), with
 //!   [`Progress`] events; the one-shot [`download`] and [`upload`] functions.
@@ -82,4 +83,4 @@ pub use client::{
 };
 pub use error::{Error, TimeoutKind};
 #[cfg(feature = "server")]
-pub use server::{ServerConfig, router, serve, shutdown_signal};
+pub use server::{ServerConfig, router, serve, serve_router, shutdown_signal};

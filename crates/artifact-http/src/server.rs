@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use config::ServerConfig;
-pub use listen::{serve, shutdown_signal};
+pub use listen::{serve, serve_router, shutdown_signal};
 
 use crate::protocol::{ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH};
 use metrics::Metrics;

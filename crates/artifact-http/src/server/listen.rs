@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use artifact_cache::Cache;
-use axum::extract::ConnectInfo;
+use axum::{Router, extract::ConnectInfo};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -52,10 +52,38 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    let app = router(cache, config.clone());
+    serve_router(listener, app, &config, shutdown).await
+}
+
+/// Like [`serve`], for any axum [`Router`]: an application that mounts [`router`] among its
+/// own routes (or wraps it in its own layers) gets the same accept loop, header read timeout,
+/// connection limit and graceful shutdown. Of `config`, only `header_read_timeout`,
+/// `max_connections` and `shutdown_grace` apply here.
+///
+/// ```no_run
+/// use artifact_cache::Cache;
+/// use artifact_http::{ServerConfig, router, serve_router, shutdown_signal};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ServerConfig::default();
+/// let app = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "build farm cache" }))
+///     .merge(router(Cache::open("/var/cache/artifact")?, config.clone()));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8417").await?;
+/// serve_router(listener, app, &config, shutdown_signal()).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let addr = listener
         .local_addr()
         .map_err(|err| Error::Io { what: "reading the listen address", source: Arc::new(err) })?;
-    let app = router(cache, config.clone());
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
