@@ -4,4 +4,5 @@
 //! library crates together, the way a build system or CI runner would.
 
 mod cli;
+mod pack;
 mod support;

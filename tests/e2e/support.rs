@@ -13,23 +13,42 @@ use std::{
 
 /// The path of the `artifact` binary built for this test run.
 ///
-/// Test binaries live in `<target>/<profile>/deps/`; the workspace's binaries are one level up.
-/// `cargo test --workspace` and `cargo nextest run --workspace` build them before running any
-/// test; when only this package was built, the binary is built here once.
+/// `CARGO_BIN_EXE_artifact` exists only for tests of the package that owns the binary, and
+/// neither `cargo test --workspace` nor `cargo nextest run --workspace` builds
+/// `<target>/<profile>/artifact` (no integration test of the `artifact` package asks for it).
+/// So, unless `$ARTIFACT_BIN` names one, the binary is built here, once per test process:
+/// `cargo build --workspace --bins --tests` for this test executable's own target directory
+/// and profile (`<target>/<profile>/deps/<test>`). The same selection as a workspace test
+/// build means no dependency is rebuilt with other features, it is a no-op (well under a
+/// second) when the binary is fresh, and a stale binary is never the one tested.
 pub(crate) fn artifact_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("ARTIFACT_BIN") {
+            return PathBuf::from(bin);
+        }
         let exe = std::env::current_exe().expect("the test knows its own path");
         let profile_dir =
             exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<test>");
+        let target_dir = profile_dir.parent().expect("<target>/<profile>");
+        let profile = match profile_dir.file_name().and_then(OsStr::to_str) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let cargo = std::env::var_os("CARGO")
+            .or_else(|| option_env!("CARGO").map(Into::into))
+            .unwrap_or_else(|| "cargo".into());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ sits in the workspace root");
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--workspace", "--bins", "--tests", "--profile", profile])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(workspace)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the artifact binary failed");
         let bin = profile_dir.join("artifact");
-        if !bin.exists() {
-            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .args(["build", "--quiet", "-p", "artifact", "--bin", "artifact"])
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the artifact binary failed");
-        }
         assert!(bin.exists(), "no artifact binary at {}", bin.display());
         bin
     })

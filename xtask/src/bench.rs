@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 
 use crate::project_root;
 
+mod tarstream;
+
 const SUITES: &[&str] = &["tarstream", "cache", "http"];
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
@@ -29,7 +31,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// Runs one suite and returns its Markdown section.
 fn run_suite(suite: &str) -> anyhow::Result<String> {
-    bail!("bench: the `{suite}` suite is not written yet")
+    match suite {
+        "tarstream" => tarstream::run(),
+        _ => bail!("bench: the `{suite}` suite is not written yet"),
+    }
 }
 
 /// Replaces the suite's section of `docs/benchmarks.md` (appending it if absent).

@@ -149,8 +149,7 @@ impl Dest {
 
     /// The error for a parent component that exists but is not a directory.
     fn not_a_dir(&self, parent: BorrowedFd<'_>, name: &[u8], entry: &[u8], prefix: &[u8]) -> Error {
-        let stat = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW);
-        if stat.is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Symlink) {
+        if is_symlink(parent, name) {
             Error::ThroughSymlink { entry: entry_path(entry), symlink: entry_path(prefix) }
         } else {
             Error::Conflict { entry: entry_path(entry), reason: "a parent is not a directory" }
@@ -251,8 +250,10 @@ impl Dest {
             for component in target[..tname_start - 1].split(|&b| b == b'/') {
                 let at = tparent.as_ref().map_or(self.root.as_fd(), |fd| fd.as_fd());
                 tparent = Some(open_dir_nofollow(at, component).map_err(|errno| match errno {
-                    Errno::NOENT | Errno::NOTDIR => bad("the target does not exist"),
-                    Errno::LOOP => bad("the target's path goes through a symlink"),
+                    Errno::LOOP | Errno::NOTDIR if is_symlink(at, component) => {
+                        bad("the target's path goes through a symlink")
+                    }
+                    Errno::NOENT | Errno::NOTDIR | Errno::LOOP => bad("the target does not exist"),
                     other => Error::Io { path: self.on_disk(target), source: other.into() },
                 })?);
             }
@@ -310,6 +311,11 @@ impl Dest {
             other => Error::Io { path: self.on_disk(path), source: other.into() },
         }
     }
+}
+
+fn is_symlink(parent: BorrowedFd<'_>, name: &[u8]) -> bool {
+    rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Symlink)
 }
 
 fn open_dir_nofollow(parent: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {

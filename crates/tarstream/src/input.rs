@@ -22,6 +22,8 @@ pub(crate) struct Input<R> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Short {
     pub(crate) got: u64,
+    /// Every byte of the partial block was zero (so it may have been the end marker).
+    pub(crate) zeros: bool,
 }
 
 impl<R: Read> Input<R> {
@@ -75,9 +77,11 @@ impl<R: Read> Input<R> {
                 self.start = 0;
             }
             if !self.refill()? {
-                let got = (self.end - self.start) as u64;
+                let partial = &self.buf[self.start..self.end];
+                let short =
+                    Short { got: partial.len() as u64, zeros: partial.iter().all(|&b| b == 0) };
                 self.consume(self.end - self.start);
-                return Ok(Err(Short { got }));
+                return Ok(Err(short));
             }
         }
         let block: [u8; BLOCK] =
@@ -95,7 +99,7 @@ impl<R: Read> Input<R> {
         let mut left = len;
         while left > 0 {
             if self.start == self.end && !self.refill()? {
-                return Ok(Err(Short { got: len - left }));
+                return Ok(Err(Short { got: len - left, zeros: false }));
             }
             let n = (self.end - self.start).min(usize::try_from(left).unwrap_or(usize::MAX));
             sink(&self.buf[self.start..self.start + n])?;
@@ -103,6 +107,30 @@ impl<R: Read> Input<R> {
             left -= n as u64;
         }
         Ok(Ok(()))
+    }
+
+    /// Reads into `out` until it is full or the stream ends: buffered bytes first, then
+    /// straight from the reader (no copy through the buffer). Returns how many bytes came.
+    pub(crate) fn read_into(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let mut filled = 0;
+        if self.start < self.end {
+            let n = out.len().min(self.end - self.start);
+            out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.consume(n);
+            filled = n;
+        }
+        while filled < out.len() && !self.eof {
+            match self.inner.read(&mut out[filled..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    filled += n;
+                    self.offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(Error::Read { offset: self.offset, source }),
+            }
+        }
+        Ok(filled)
     }
 
     /// Skips `len` bytes (padding, whose content is not checked).
@@ -163,10 +191,16 @@ mod tests {
         let mut input = Input::new(Trickle(&stream));
         assert_eq!(input.block().unwrap().unwrap(), [7u8; BLOCK]);
         let mut got = Vec::new();
-        input.data(256, |chunk| Ok(got.extend_from_slice(chunk))).unwrap().unwrap();
+        input
+            .data(256, |chunk| {
+                got.extend_from_slice(chunk);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
         assert_eq!(got, (0..=255u8).collect::<Vec<_>>());
         assert_eq!(input.offset(), BLOCK as u64 + 256);
-        assert_eq!(input.block().unwrap(), Err(Short { got: 100 }));
+        assert_eq!(input.block().unwrap(), Err(Short { got: 100, zeros: true }));
         assert_eq!(input.offset(), stream.len() as u64);
     }
 
@@ -174,7 +208,7 @@ mod tests {
     fn short_data_reports_how_much_came() {
         let stream = [1u8; 10];
         let mut input = Input::new(&stream[..]);
-        assert_eq!(input.data(20, |_| Ok(())).unwrap(), Err(Short { got: 10 }));
+        assert_eq!(input.data(20, |_| Ok(())).unwrap(), Err(Short { got: 10, zeros: false }));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    Error, ReceiveOptions, Summary, TreeHasher,
+    Error, ReceiveOptions, Summary, TreeHasher, bigfile,
     dest::Dest,
     error::{IoResultExt, Limit, Section, entry_path},
     header::{self, BLOCK, DecodeError, Kind},
@@ -169,8 +169,8 @@ impl<R: Read> Receiver<'_, R> {
             let offset = self.input.offset();
             let block = match self.input.block()? {
                 Ok(block) => block,
-                Err(Short { got }) => {
-                    let within = if got == 0 && !self.pending.any() {
+                Err(Short { got, zeros }) => {
+                    let within = if zeros && !self.pending.any() {
                         Section::EndMarker
                     } else {
                         Section::Header
@@ -247,7 +247,7 @@ impl<R: Read> Receiver<'_, R> {
             return Err(ext_error(offset, "end of archive right after an extended header"));
         }
         match self.input.block()? {
-            Err(Short { got }) => {
+            Err(Short { got, .. }) => {
                 let offset = offset + BLOCK as u64 + got;
                 return Err(Error::Truncated { offset, entry: None, within: Section::EndMarker });
             }
@@ -295,7 +295,10 @@ impl<R: Read> Receiver<'_, R> {
             data.extend_from_slice(chunk);
             Ok(())
         })?;
-        finish_data(&mut self.input, read, size, None, Section::ExtendedHeader)?;
+        if read.is_err() {
+            return Err(truncated(&self.input, None, Section::ExtendedHeader));
+        }
+        skip_padding(&mut self.input, size, None)?;
         Ok(data)
     }
 
@@ -418,14 +421,20 @@ impl<R: Read> Receiver<'_, R> {
                 book.admit(path)?;
                 let mut file =
                     dest.create_file(path, executable, &mut |prefix| book.dir(prefix))?;
-                let mut hasher = blake3::Hasher::new();
-                let read = input.data(size, |chunk| {
-                    hasher.update(chunk);
-                    file.write_all(chunk).with_path(dest.on_disk(path))
-                })?;
+                let read = if size >= bigfile::MIN_SIZE {
+                    bigfile::write_hashed(input, &mut file, size, &|| dest.on_disk(path))?
+                } else {
+                    let mut hasher = blake3::Hasher::new();
+                    input
+                        .data(size, |chunk| {
+                            hasher.update(chunk);
+                            file.write_all(chunk).with_path(dest.on_disk(path))
+                        })?
+                        .map(|()| hasher.finalize())
+                };
                 drop(file);
-                finish_data(input, read, size, Some(path), Section::Data)?;
-                let hash = hasher.finalize();
+                let hash = read.map_err(|_| truncated(input, Some(path), Section::Data))?;
+                skip_padding(input, size, Some(path))?;
                 if book.streaming
                     && book.tree.file(path, executable, size, hash.as_bytes()).is_err()
                 {
@@ -446,26 +455,21 @@ impl<R: Read> Receiver<'_, R> {
     }
 }
 
-/// Turns a short read of data into the right error, and skips the padding.
-fn finish_data<R: Read>(
+/// The error for a stream that ended early.
+fn truncated<R: Read>(input: &Input<R>, entry: Option<&[u8]>, within: Section) -> Error {
+    Error::Truncated { offset: input.offset(), entry: entry.map(entry_path), within }
+}
+
+/// Skips the padding after `size` bytes of data.
+fn skip_padding<R: Read>(
     input: &mut Input<R>,
-    read: Result<(), Short>,
     size: u64,
     entry: Option<&[u8]>,
-    within: Section,
 ) -> Result<(), Error> {
-    let truncated = |input: &Input<R>, within| Error::Truncated {
-        offset: input.offset(),
-        entry: entry.map(entry_path),
-        within,
-    };
-    if read.is_err() {
-        return Err(truncated(input, within));
+    match input.skip(header::padding(size) as u64)? {
+        Ok(()) => Ok(()),
+        Err(_) => Err(truncated(input, entry, Section::Padding)),
     }
-    if input.skip(header::padding(size) as u64)?.is_err() {
-        return Err(truncated(input, Section::Padding));
-    }
-    Ok(())
 }
 
 fn ext_error(offset: u64, reason: &'static str) -> Error {

@@ -58,11 +58,20 @@ const OUT_BUF: usize = 1 << 20;
 ///
 /// [`canonical_cmp`]: crate::canonical_cmp
 pub fn send(dir: &Path, out: impl Write) -> Result<Summary, Error> {
+    send_buffered(dir, out, OUT_BUF)
+}
+
+/// [`send`] with an output buffer of `buf_size` bytes (the largest write `out` gets).
+pub(crate) fn send_buffered(
+    dir: &Path,
+    out: impl Write,
+    buf_size: usize,
+) -> Result<Summary, Error> {
     let span = tracing::debug_span!("send", path = %dir.display());
     let _enter = span.enter();
     let root = walk::open_root(dir)?;
     let mut sender = Sender {
-        out: Out { inner: out, buf: vec![0; OUT_BUF], pos: 0, written: 0 },
+        out: Out { inner: out, buf: vec![0; buf_size.max(4 * BLOCK)], pos: 0, written: 0 },
         tree: TreeHasher::new(),
         summary: Summary::empty(),
         symlinks: Symlinks::default(),

@@ -49,12 +49,17 @@ pub(crate) fn open_root(dir: &Path) -> Result<OwnedFd, Error> {
         .with_path(dir)
 }
 
+/// (start in the names buffer, length without the NUL, type from the directory entry).
+type Entry = (usize, usize, FileType);
+
+/// Sibling lists of finished directories, kept for reuse.
+type Pool = Vec<(Vec<u8>, Vec<Entry>)>;
+
 struct Level {
     fd: OwnedFd,
     /// NUL-terminated names, back to back.
     names: Vec<u8>,
-    /// (start in `names`, length without the NUL, type from the directory entry).
-    entries: Vec<(usize, usize, FileType)>,
+    entries: Vec<Entry>,
     next: usize,
     /// The length of the relative path of this directory.
     rel_len: usize,
@@ -69,7 +74,7 @@ pub(crate) fn walk(
     mut visit: impl FnMut(&[u8], Item<'_>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut dirbuf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
-    let mut pool: Vec<(Vec<u8>, Vec<(usize, usize, FileType)>)> = Vec::new();
+    let mut pool: Pool = Vec::new();
     let mut rel: Vec<u8> = Vec::with_capacity(256);
     let mut target = Vec::with_capacity(256);
     let root_fd = rustix::fs::openat(
@@ -175,7 +180,7 @@ fn read_level(
     fd: OwnedFd,
     rel_len: usize,
     dirbuf: &mut [MaybeUninit<u8>],
-    pool: &mut Vec<(Vec<u8>, Vec<(usize, usize, FileType)>)>,
+    pool: &mut Pool,
     root_path: &Path,
     rel: &[u8],
 ) -> Result<Level, Error> {

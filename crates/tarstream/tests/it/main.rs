@@ -1,1 +1,9 @@
 //! Integration tests of `tarstream`, one binary (see STYLE.md, "Tests").
+
+mod adversarial;
+mod async_io;
+mod faults;
+mod forge;
+mod interop;
+mod protocol;
+mod roundtrip;

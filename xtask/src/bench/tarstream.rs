@@ -1,0 +1,339 @@
+//! `cargo xtask bench tarstream`: `artifact pack | artifact unpack` against
+//! `tar -cf - | tar -xf -` (GNU tar) on the SPEC §9 workloads, on tmpfs.
+//!
+//! Each workload is generated once under `$ARTIFACT_BENCH_DIR` (default `/dev/shm`); then each
+//! pipe runs once to warm up and `$ARTIFACT_BENCH_RUNS` times (default 5), the two tools
+//! alternating, into a fresh destination each time. The time is the wall time of the whole
+//! pipe (both processes started to both exited); the peak RSS of each side comes from
+//! `/usr/bin/time -f %M`. Reported: medians, and the largest RSS seen. The trees the two
+//! pipes produce are compared with `diff -r --no-dereference` once per workload.
+
+use std::{
+    env, fs,
+    io::{self, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context, bail, ensure};
+
+use crate::{cargo, project_root};
+
+struct Workload {
+    name: &'static str,
+    about: &'static str,
+    make: fn(&Path) -> io::Result<()>,
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload { name: "1 GiB file", about: "one file of 1 GiB", make: one_big_file },
+    Workload { name: "10,000 x 4 KiB", about: "100 dirs of 100 files of 4 KiB", make: small_files },
+    Workload {
+        name: "100,000 x 100 B",
+        about: "100 dirs of 1,000 files of 100 B",
+        make: tiny_files,
+    },
+    Workload {
+        name: "build output",
+        about: "nested dirs: 4 binaries of 24 MiB, 3,000 objects of 1-64 KiB, 6,000 sources of \
+                0.2-16 KiB, 300 symlinks, executables, empty dirs",
+        make: build_output,
+    },
+];
+
+struct Sample {
+    secs: f64,
+    rss_kib: (u64, u64),
+}
+
+pub(crate) fn run() -> anyhow::Result<String> {
+    let runs: usize =
+        env::var("ARTIFACT_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let base =
+        env::var_os("ARTIFACT_BENCH_DIR").map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from);
+    ensure!(
+        Path::new("/usr/bin/time").is_file(),
+        "bench: /usr/bin/time is needed (Debian: apt-get install time)"
+    );
+    println!("bench tarstream: building the release binary");
+    let status = cargo()
+        .args(["build", "--release", "--locked", "-p", "artifact", "--bin", "artifact"])
+        .status()?;
+    ensure!(status.success(), "cargo build --release failed");
+    let artifact = target_dir().join("release/artifact");
+    let root = base.join(format!("artifact-bench-{}", std::process::id()));
+    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let result = run_all(&root, &artifact, runs);
+    let _ = fs::remove_dir_all(&root);
+    let rows = result?;
+
+    let mut out = String::new();
+    out.push_str("## tarstream: `artifact pack | artifact unpack` against GNU tar\n\n");
+    out.push_str(&format!(
+        "Measured by `cargo xtask bench tarstream` on {} ({} cores, {}), {}, in `{}` (tmpfs).\n",
+        cpu_model(),
+        available_cores(),
+        command_line("uname", &["-sr"]),
+        first_line(&command_line("tar", &["--version"])),
+        base.display(),
+    ));
+    out.push_str(&format!(
+        "Each pipe ran once to warm up, then {runs} times, the two alternating; times are medians of the wall time of the whole pipe; peak RSS is the largest seen, per side.\n\n"
+    ));
+    out.push_str("| workload | GNU tar | artifact | artifact / tar | peak RSS `tar -c` / `tar -x` | peak RSS `pack` / `unpack` |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for (workload, tar, ours) in &rows {
+        let (t, a) = (median(tar), median(ours));
+        out.push_str(&format!(
+            "| {} | {:.3} s | {:.3} s | {:.2} | {} / {} | {} / {} |\n",
+            workload.name,
+            t,
+            a,
+            a / t,
+            mib(max_rss(tar).0),
+            mib(max_rss(tar).1),
+            mib(max_rss(ours).0),
+            mib(max_rss(ours).1),
+        ));
+    }
+    out.push_str("\nWorkloads:\n\n");
+    for workload in WORKLOADS {
+        out.push_str(&format!("- {}: {}.\n", workload.name, workload.about));
+    }
+    out.push_str("\nThe commands, each side under `/usr/bin/time -f %M`:\n\n```sh\n");
+    out.push_str("tar -cf - -C \"$SRC\" . | tar -xf - -C \"$DST\"\n");
+    out.push_str(
+        "artifact pack \"$SRC\" | artifact unpack \"$DST\"   # target/release/artifact\n```\n",
+    );
+    println!("{out}");
+    Ok(out)
+}
+
+type Row = (&'static Workload, Vec<Sample>, Vec<Sample>);
+
+fn run_all(root: &Path, artifact: &Path, runs: usize) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for workload in WORKLOADS {
+        let src = root.join("src");
+        let _ = fs::remove_dir_all(&src);
+        println!("bench tarstream: generating {}", workload.name);
+        (workload.make)(&src).with_context(|| format!("generating {}", workload.name))?;
+        let dst_tar = root.join("dst-tar");
+        let dst_ours = root.join("dst-artifact");
+        let (mut tar, mut ours) = (Vec::new(), Vec::new());
+        for i in 0..=runs {
+            for (tool, samples, dst) in
+                [("tar", &mut tar, &dst_tar), ("artifact", &mut ours, &dst_ours)]
+            {
+                let _ = fs::remove_dir_all(dst);
+                let sample = if tool == "tar" {
+                    fs::create_dir(dst)?;
+                    pipe(
+                        root,
+                        &["tar", "-cf", "-", "-C", path(&src), "."],
+                        &["tar", "-xf", "-", "-C", path(dst)],
+                    )?
+                } else {
+                    let bin = path(artifact);
+                    pipe(root, &[bin, "pack", path(&src)], &[bin, "unpack", path(dst)])?
+                };
+                if i > 0 {
+                    samples.push(sample);
+                }
+            }
+            print!(".");
+            io::stdout().flush()?;
+        }
+        let diff = Command::new("diff")
+            .args(["-r", "--no-dereference", path(&dst_tar), path(&dst_ours)])
+            .output()?;
+        ensure!(diff.status.success(), "{}: the two pipes produced different trees", workload.name);
+        println!(" {}: tar {:.3} s, artifact {:.3} s", workload.name, median(&tar), median(&ours));
+        rows.push((workload, tar, ours));
+        for dir in [&src, &dst_tar, &dst_ours] {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs `left | right`, each under `/usr/bin/time -f %M`, and measures the whole pipe.
+fn pipe(root: &Path, left: &[&str], right: &[&str]) -> anyhow::Result<Sample> {
+    let (rss_left, rss_right) = (root.join("rss-left"), root.join("rss-right"));
+    let timed = |argv: &[&str], rss: &Path| {
+        let mut cmd = Command::new("/usr/bin/time");
+        cmd.args(["-f", "%M", "-o", path(rss)]).args(argv);
+        cmd
+    };
+    let start = Instant::now();
+    let mut producer = timed(left, &rss_left).stdout(Stdio::piped()).spawn()?;
+    let stdout = producer.stdout.take().context("the producer's stdout")?;
+    let mut consumer = timed(right, &rss_right).stdin(Stdio::from(stdout)).spawn()?;
+    let (a, b) = (producer.wait()?, consumer.wait()?);
+    let secs = start.elapsed().as_secs_f64();
+    if !a.success() || !b.success() {
+        bail!("`{} | {}` failed", left.join(" "), right.join(" "));
+    }
+    let read = |p: &Path| -> anyhow::Result<u64> {
+        let text = fs::read_to_string(p)?;
+        text.lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .context("parsing /usr/bin/time output")
+    };
+    Ok(Sample { secs, rss_kib: (read(&rss_left)?, read(&rss_right)?) })
+}
+
+fn median(samples: &[Sample]) -> f64 {
+    let mut secs: Vec<f64> = samples.iter().map(|s| s.secs).collect();
+    secs.sort_by(f64::total_cmp);
+    let n = secs.len();
+    if n % 2 == 1 { secs[n / 2] } else { (secs[n / 2 - 1] + secs[n / 2]) / 2.0 }
+}
+
+fn max_rss(samples: &[Sample]) -> (u64, u64) {
+    samples.iter().fold((0, 0), |(a, b), s| (a.max(s.rss_kib.0), b.max(s.rss_kib.1)))
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("benchmark paths are UTF-8")
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| format!("{program}: unknown"))
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "an unknown CPU".to_owned())
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Deterministic incompressible bytes (xorshift64*).
+struct Noise(u64);
+
+impl Noise {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let word = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill(&mut b);
+        u64::from_le_bytes(b) % n
+    }
+}
+
+fn write_file(path: &Path, len: usize, noise: &mut Noise, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.resize(len, 0);
+    noise.fill(buf);
+    fs::write(path, &buf[..])
+}
+
+fn set_exec(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+}
+
+fn one_big_file(src: &Path) -> io::Result<()> {
+    fs::create_dir_all(src)?;
+    let mut file = fs::File::create(src.join("big.bin"))?;
+    let mut noise = Noise(1);
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        noise.fill(&mut buf);
+        file.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+fn many_files(src: &Path, dirs: usize, per_dir: usize, len: usize) -> io::Result<()> {
+    let mut noise = Noise(2);
+    let mut buf = Vec::new();
+    for d in 0..dirs {
+        let dir = src.join(format!("d{d:03}"));
+        fs::create_dir_all(&dir)?;
+        for f in 0..per_dir {
+            write_file(&dir.join(format!("f{f:04}")), len, &mut noise, &mut buf)?;
+        }
+    }
+    Ok(())
+}
+
+fn small_files(src: &Path) -> io::Result<()> {
+    many_files(src, 100, 100, 4096)
+}
+
+fn tiny_files(src: &Path) -> io::Result<()> {
+    many_files(src, 100, 1000, 100)
+}
+
+fn build_output(src: &Path) -> io::Result<()> {
+    let mut noise = Noise(3);
+    let mut buf = Vec::new();
+    let bin = src.join("target/release");
+    fs::create_dir_all(&bin)?;
+    for i in 0..4 {
+        let exe = bin.join(format!("tool-{i}"));
+        write_file(&exe, 24 << 20, &mut noise, &mut buf)?;
+        set_exec(&exe)?;
+    }
+    for i in 0..3000 {
+        let dir = src.join(format!("target/release/build/crate-{:02}/out/obj-{}", i % 60, i % 7));
+        fs::create_dir_all(&dir)?;
+        let len = 1024 + noise.below(63 * 1024) as usize;
+        write_file(&dir.join(format!("unit-{i}.o")), len, &mut noise, &mut buf)?;
+    }
+    for i in 0..6000 {
+        let dir = src.join(format!("src/module-{:02}/sub-{}/deeper-{}", i % 40, i % 5, i % 3));
+        fs::create_dir_all(&dir)?;
+        let len = 200 + noise.below(16 * 1024) as usize;
+        let file = dir.join(format!("file-{i}.rs"));
+        write_file(&file, len, &mut noise, &mut buf)?;
+        if i % 100 == 0 {
+            set_exec(&file)?;
+        }
+    }
+    for i in 0..300 {
+        let dir = src.join(format!("target/release/deps/links-{}", i % 10));
+        fs::create_dir_all(&dir)?;
+        std::os::unix::fs::symlink(format!("../../tool-{}", i % 4), dir.join(format!("link-{i}")))?;
+    }
+    for i in 0..50 {
+        fs::create_dir_all(src.join(format!("target/release/incremental/empty-{i}")))?;
+    }
+    Ok(())
+}
