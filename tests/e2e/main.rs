@@ -4,5 +4,6 @@
 //! library crates together, the way a build system or CI runner would.
 
 mod cli;
+mod local;
 mod pack;
 mod support;

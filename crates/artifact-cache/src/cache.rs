@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) index: Mutex<Option<Index>>,
     /// Held by whoever is evicting.
     pub(crate) evicting: Mutex<()>,
+    /// Artifacts evicted through this handle (and its clones) since open.
+    pub(crate) evictions: AtomicU64,
 }
 
 /// The outcome of trying to take an id's exclusive lock.
@@ -114,6 +116,7 @@ impl Cache {
             table: Table::new(),
             index: Mutex::new(None),
             evicting: Mutex::new(()),
+            evictions: AtomicU64::new(0),
         };
         let cache = Cache { inner: Arc::new(inner) };
         let recovered = cache.inner.recover()?;
@@ -177,16 +180,7 @@ impl Cache {
             let _ = lock.unlock();
             return Err(Error::Exists { id: *id });
         }
-        let staged = inner.check_floor().and_then(|()| {
-            let staging = inner.layout.unique(&inner.layout.tmp, Some(id));
-            fs::create_dir(&staging).with_path(&staging)?;
-            let tree = staging.join("tree");
-            if let Err(err) = fs::create_dir(&tree).with_path(&tree) {
-                let _ = fs::remove_dir(&staging);
-                return Err(err);
-            }
-            Ok((staging, tree))
-        });
+        let staged = inner.check_floor().and_then(|()| inner.stage(id));
         let (staging, tree) = match staged {
             Ok(paths) => paths,
             Err(err) => {
@@ -277,11 +271,15 @@ impl Cache {
         let _span = tracing::debug_span!("verify", id = %id).entered();
         let guard = self.get(id)?;
         let summary = tarstream::digest_dir(guard.path())
-            .map_err(|source| Error::Digest { id: *id, source })?;
+            .map_err(|source| Error::Digest { id: *id, source: Box::new(source) })?;
         let meta = guard.metadata().clone();
         if summary.digest != meta.digest {
             warn!(id = %id, expected = %meta.digest, actual = %summary.digest, "artifact is corrupt");
-            return Err(Error::Corrupt { id: *id, expected: meta.digest, actual: summary.digest });
+            return Err(Error::Corrupt {
+                id: *id,
+                expected: Box::new(meta.digest),
+                actual: Box::new(summary.digest),
+            });
         }
         Ok(meta)
     }
@@ -406,6 +404,11 @@ impl Inner {
     pub(crate) fn release_absent(&self, st: &mut State, id: &ArtifactId) {
         let Some(lock) = st.lock.take() else { return };
         st.committed = None;
+        self.retire(id, lock);
+    }
+
+    /// Tombstones, unlinks and unlocks `lock`, the exclusively locked lock file of `id`.
+    pub(crate) fn retire(&self, id: &ArtifactId, lock: LockFile) {
         match lock.set_generation(TOMBSTONE) {
             Ok(()) => {
                 let path = self.layout.lock(id);
@@ -542,10 +545,10 @@ pub(crate) fn release_reader(entry: &Entry) {
     let mut st = entry.state();
     st.readers -= 1;
     if st.readers == 0 {
-        if let Some(lock) = &st.lock {
-            if let Err(err) = lock.unlock() {
-                warn!(id = %entry.id, error = %err, "cannot unlock");
-            }
+        if let Some(lock) = &st.lock
+            && let Err(err) = lock.unlock()
+        {
+            warn!(id = %entry.id, error = %err, "cannot unlock");
         }
         drop(st);
         entry.notify();

@@ -56,14 +56,16 @@ pub enum Error {
         id: ArtifactId,
     },
     /// The tree on disk no longer matches the digest recorded when it was committed.
+    ///
+    /// (The digests are boxed to keep `Error` small: every `Result` of this crate carries it.)
     #[error("artifact {id} is corrupt: its tree digest is {actual}, expected {expected}")]
     Corrupt {
         /// The artifact.
         id: ArtifactId,
         /// The digest recorded at commit.
-        expected: Digest,
+        expected: Box<Digest>,
         /// The digest of the tree as it is now.
-        actual: Digest,
+        actual: Box<Digest>,
     },
     /// The file system is (nearly) full: below the free-space floor
     /// ([`Options::min_free_bytes`](crate::Options::min_free_bytes)), or the OS said `ENOSPC`.
@@ -112,9 +114,9 @@ pub enum Error {
     Digest {
         /// The artifact.
         id: ArtifactId,
-        /// What went wrong.
+        /// What went wrong (boxed to keep `Error` small).
         #[source]
-        source: tarstream::Error,
+        source: Box<tarstream::Error>,
     },
     /// An artifact's metadata file is missing or unreadable although its tree is there.
     #[error("bad metadata file {path:?}: {reason}")]
@@ -222,6 +224,12 @@ mod tests {
             .with_path("/x")
             .unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn error_stays_small() {
+        // Every `Result` of the crate (and of its users) carries an `Error`.
+        assert!(std::mem::size_of::<Error>() <= 96, "{}", std::mem::size_of::<Error>());
     }
 
     #[test]

@@ -65,6 +65,12 @@ impl Cache {
         self.inner.with_index(RESCAN, |index| index.usage())
     }
 
+    /// How many artifacts this handle (and its clones) evicted since it was opened, after
+    /// commits and in [`gc`](Cache::gc): for metrics.
+    pub fn evictions(&self) -> u64 {
+        self.inner.evictions.load(Ordering::Relaxed)
+    }
+
     /// Collects garbage: deletes leftovers of dead writers and removers and lock files of
     /// absent artifacts, then evicts least recently used artifacts that nobody holds until
     /// the content fits in `max_bytes` (default: the cache's size bound; none: evict nothing).
@@ -213,6 +219,7 @@ impl Inner {
             }
             match self.remove(&id) {
                 Ok(_) => {
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
                     info!(id = %id, bytes = size, "evicted");
                     report.evicted.push(id);
                     report.evicted_bytes += size;

@@ -103,7 +103,7 @@ impl Drop for ReadGuard {
 pub struct WriteGuard {
     inner: Arc<Inner>,
     entry: Arc<Entry>,
-    /// `tmp/<hex>.<pid>.<n>`: becomes `objects/<hex>` at commit.
+    /// `tmp/<hex>/<pid>.<n>`: becomes `objects/<hex>` at commit.
     staging: PathBuf,
     /// `staging/tree`: what the caller fills.
     tree: PathBuf,
@@ -164,6 +164,7 @@ impl WriteGuard {
         let meta = self.seal_and_rename(summary)?;
         self.done = true;
         let inner = self.inner.clone();
+        inner.unstage(&id);
         let mut st = self.entry.state();
         let generation = self.generation.wrapping_add(1) % crate::lockfile::TOMBSTONE;
         let lock = st.lock.as_ref().expect("a writer holds the lock file");
@@ -196,9 +197,8 @@ impl WriteGuard {
         tree::seal(&self.tree, fsync)?;
         let summary = match summary {
             Some(summary) => summary,
-            None => {
-                tarstream::digest_dir(&self.tree).map_err(|source| Error::Digest { id, source })?
-            }
+            None => tarstream::digest_dir(&self.tree)
+                .map_err(|source| Error::Digest { id, source: Box::new(source) })?,
         };
         let now = SystemTime::now();
         let meta = Metadata {
@@ -232,7 +232,7 @@ impl WriteGuard {
                 tree::sync(&inner.layout.objects).and_then(|()| tree::sync(&inner.layout.tmp));
             if let Err(err) = synced {
                 // Not durable: take it back so that an error means "not committed".
-                self.staging = inner.layout.unique(&inner.layout.tmp, Some(&id));
+                self.staging = inner.layout.unique(&inner.layout.staging_dir(&id), None);
                 if fs::rename(&object, &self.staging).is_err() {
                     self.staging = object;
                 }
@@ -259,6 +259,7 @@ impl WriteGuard {
         };
         let deleted_in_place = doomed == self.staging;
         let result = if deleted_in_place { tree::remove(&doomed) } else { Ok(()) };
+        inner.unstage(&id);
         let mut st = self.entry.state();
         inner.release_absent(&mut st, &id);
         st.exclusive = false;
@@ -271,10 +272,10 @@ impl WriteGuard {
 
 impl Drop for WriteGuard {
     fn drop(&mut self) {
-        if !self.done {
-            if let Err(err) = self.discard() {
-                warn!(id = %self.id(), error = %err, "aborting a dropped writer failed (recovery will finish)");
-            }
+        if !self.done
+            && let Err(err) = self.discard()
+        {
+            warn!(id = %self.id(), error = %err, "aborting a dropped writer failed (recovery will finish)");
         }
     }
 }

@@ -130,7 +130,7 @@ impl FromStr for ArtifactId {
         if digits > 2 * MAX_ID_BYTES {
             return Err(ParseIdError::TooLong { text: shown(), digits });
         }
-        if digits % 2 != 0 {
+        if !digits.is_multiple_of(2) {
             return Err(ParseIdError::OddLength { text: shown(), digits });
         }
         let mut id = ArtifactId { len: (digits / 2) as u8, bytes: [0; MAX_ID_BYTES] };

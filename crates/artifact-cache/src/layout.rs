@@ -6,12 +6,14 @@
 //! <root>/objects/<hex>/tree/       a committed artifact, read-only (files 0444/0555, dirs 0555)
 //! <root>/objects/<hex>/meta        its metadata (JSON); the file's mtime is the last-used time
 //! <root>/locks/<hex>               its lock file (flock; 8-byte generation)
-//! <root>/tmp/<hex>.<pid>.<n>/      a writer's staging directory: tree/ (filled), then meta
+//! <root>/tmp/<hex>/<pid>.<n>/      a writer's staging directory: tree/ (filled), then meta
 //! <root>/trash/<hex>.<pid>.<n>/    something being deleted (an artifact removed, a dead writer's staging)
 //! ```
 //!
-//! Committing is one `rename(tmp/<hex>.<pid>.<n>, objects/<hex>)`, so an artifact is whole or
-//! absent. Only the hex form of a validated [`ArtifactId`] ever becomes a file name.
+//! Committing is one `rename(tmp/<hex>/<pid>.<n>, objects/<hex>)`, so an artifact is whole or
+//! absent. `tmp/<hex>/` is only touched by the holder of `<hex>`'s exclusive lock, so whatever
+//! it finds there when it takes the lock was left by a dead writer. Only the hex form of a
+//! validated [`ArtifactId`] ever becomes a file name.
 
 use std::{
     fs, io,
@@ -39,7 +41,14 @@ pub(crate) struct Layout {
     pub(crate) trash: PathBuf,
     pub(crate) repair_lock: PathBuf,
     pid: u32,
-    counter: AtomicU64,
+}
+
+/// Numbers the temporary names this process makes (shared by every `Layout`: two caches on one
+/// root in one process must not pick the same names).
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn next() -> u64 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Layout {
@@ -52,7 +61,6 @@ impl Layout {
             repair_lock: root.join("repair.lock"),
             root,
             pid: std::process::id(),
-            counter: AtomicU64::new(0),
         }
     }
 
@@ -76,14 +84,19 @@ impl Layout {
         self.locks.join(id.hex(&mut [0; 2 * MAX_ID_BYTES]))
     }
 
-    /// A fresh name `<hex>.<pid>.<n>` under `dir` (tmp/ or trash/), unique in this process.
+    /// `tmp/<hex>`: where writers of `id` stage, one at a time.
+    pub(crate) fn staging_dir(&self, id: &ArtifactId) -> PathBuf {
+        self.tmp.join(id.hex(&mut [0; 2 * MAX_ID_BYTES]))
+    }
+
+    /// A fresh name under `dir`, unique in this process: `<hex>.<pid>.<n>` with an id (for
+    /// trash), `<pid>.<n>` without (for a staging directory inside `tmp/<hex>/`).
     pub(crate) fn unique(&self, dir: &Path, id: Option<&ArtifactId>) -> PathBuf {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let hex = match id {
-            Some(id) => id.to_string(),
-            None => "x".to_owned(),
-        };
-        dir.join(format!("{hex}.{}.{n}", self.pid))
+        let n = next();
+        match id {
+            Some(id) => dir.join(format!("{id}.{}.{n}", self.pid)),
+            None => dir.join(format!("{}.{n}", self.pid)),
+        }
     }
 
     /// Creates the root and its layout if needed, and checks that it is ours and writable.
@@ -123,11 +136,7 @@ impl Layout {
             }
         }
         // Readable and writable as a whole: create and remove a probe where writers stage.
-        let probe = self.tmp.join(format!(
-            ".probe.{}.{}",
-            self.pid,
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        ));
+        let probe = self.tmp.join(format!(".probe.{}.{}", self.pid, next()));
         fs::write(&probe, b"").map_err(io_fail)?;
         match fs::remove_file(&probe) {
             Ok(()) => Ok(()),
@@ -163,7 +172,7 @@ impl Layout {
             if foreign {
                 return Err(TagError::Problem(RootProblem::NotACache));
             }
-            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            let n = next();
             let temp = self.root.join(format!("{TAG_TEMP_PREFIX}{}.{n}", self.pid));
             fs::write(&temp, format!("{TAG}{LAYOUT_LINE}\n")).map_err(TagError::Io)?;
             let linked = fs::hard_link(&temp, &path);
@@ -183,25 +192,21 @@ enum TagError {
     Problem(RootProblem),
 }
 
-/// The id a staging or trash entry name `<hex>.<pid>.<n>` belongs to.
-pub(crate) fn id_of_entry(name: &str) -> Option<ArtifactId> {
-    name.split('.').next()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn entry_names_carry_the_id() {
+    fn names() {
         let layout = Layout::new("/r".into());
         let id: ArtifactId = "abcd".parse().unwrap();
-        let a = layout.unique(&layout.tmp, Some(&id));
-        let b = layout.unique(&layout.tmp, Some(&id));
+        let a = layout.unique(&layout.trash, Some(&id));
+        let b = layout.unique(&layout.trash, Some(&id));
         assert_ne!(a, b);
         let name = a.file_name().unwrap().to_str().unwrap();
-        assert_eq!(id_of_entry(name), Some(id));
-        assert_eq!(id_of_entry(".probe.1.2"), None);
+        assert!(name.starts_with("abcd."), "{name}");
+        let staging = layout.unique(&layout.staging_dir(&id), None);
+        assert_eq!(staging.parent().unwrap(), Path::new("/r/tmp/abcd"));
         assert_eq!(layout.tree(&id), Path::new("/r/objects/abcd/tree"));
         assert_eq!(layout.lock(&id), Path::new("/r/locks/abcd"));
     }

@@ -1,22 +1,33 @@
 //! Recovery: deleting what dead writers and removers left behind in `tmp/` and `trash/`.
 //!
-//! A staging directory `tmp/<hex>.<pid>.<n>` belongs to a live writer exactly while someone
-//! holds the lock of `<hex>` (a writer takes it before creating the directory and releases it
-//! after renaming or deleting it). So a staging directory whose lock can be taken exclusively,
-//! or that has no lock file, is a dead writer's: it is moved to `trash/` and deleted. Everything
-//! in `trash/` is already unreachable and is deleted (by whoever gets there first).
+//! Writers of an id stage in `tmp/<hex>/`, and only while holding the id's exclusive lock. So:
+//! - a writer that takes the lock and finds `tmp/<hex>/` already there clears it first (what is
+//!   in it was left by a writer that died), see [`Inner::stage`];
+//! - recovery (at open and in `gc`) clears every `tmp/<hex>/` whose lock it can take, or that
+//!   has no lock file (writers create the lock file first and remove it last);
+//! - everything in `trash/` is already unreachable and is deleted by whoever gets there first.
+//!
+//! Cleared directories are renamed into `trash/` before being deleted, so a crash during the
+//! deletion leaves only trash.
 
-use std::{fs, io};
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
 
 use tracing::{debug, warn};
 
 use crate::{
-    Error, cache::Inner, error::IoResultExt, layout::id_of_entry, lockfile::LockFile, tree,
+    ArtifactId, Error,
+    cache::Inner,
+    error::IoResultExt,
+    lockfile::{LockFile, TOMBSTONE},
+    tree,
 };
 
 impl Inner {
-    /// Deletes leftovers; returns how many trees and files it deleted. Runs at open and in
-    /// `gc`.
+    /// Deletes leftovers; returns how many staging and trash directories it deleted. Runs at
+    /// open and in `gc`.
     pub(crate) fn recover(&self) -> Result<u64, Error> {
         let mut removed = 0;
         let tmp = &self.layout.tmp;
@@ -35,42 +46,96 @@ impl Inner {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            let Some(id) = id_of_entry(&name) else {
+            let Ok(id) = name.parse::<ArtifactId>() else {
                 warn!(path = %path.display(), "unknown entry in the staging area");
                 continue;
             };
+            // Take the lock (creating the file if needed: a writer may be about to) so that
+            // no writer can start while we clear.
             let lock_path = self.layout.lock(&id);
-            let lock = LockFile::open(&lock_path, false).with_path(&lock_path)?;
-            let dead = match &lock {
-                None => true,
-                Some(lock) => lock.try_exclusive().with_path(&lock_path)?,
-            };
+            let lock = LockFile::open(&lock_path, true).with_path(&lock_path)?.expect("created");
+            // A tombstone means the file we opened was unlinked meanwhile: a new writer may
+            // hold its successor. Leave it for next time.
+            let dead = lock.try_exclusive().with_path(&lock_path)?
+                && lock.generation().with_path(&lock_path)? != TOMBSTONE;
             if dead {
-                let trash = self.layout.unique(&self.layout.trash, Some(&id));
-                match fs::rename(&path, &trash) {
-                    Ok(()) => {
-                        debug!(id = %id, path = %path.display(), "removing a dead writer's staging directory");
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                    Err(err) => warn!(path = %path.display(), error = %err, "cannot move to trash"),
+                removed += self.clear_staging(&id, &path)?;
+                let _ = fs::remove_dir(&path);
+                if self.layout.object(&id).exists() {
+                    let _ = lock.unlock();
+                } else {
+                    self.retire(&id, lock);
                 }
-            }
-            if let Some(lock) = lock {
+            } else {
                 let _ = lock.unlock();
             }
         }
-        let trash = &self.layout.trash;
-        for entry in fs::read_dir(trash).with_path(trash)? {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(err).with_path(trash),
-            };
-            match tree::remove(&entry.path()) {
-                Ok(()) => removed += 1,
-                Err(err) => warn!(error = %err, "cannot empty the trash"),
+        self.empty_trash();
+        Ok(removed)
+    }
+
+    /// Under the exclusive lock of `id`: makes a fresh staging directory
+    /// `tmp/<hex>/<pid>.<n>` with an empty `tree/` in it, after clearing what a dead writer of
+    /// the same id left in `tmp/<hex>/`. Returns (staging, tree).
+    pub(crate) fn stage(&self, id: &ArtifactId) -> Result<(PathBuf, PathBuf), Error> {
+        let dir = self.layout.staging_dir(id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                let cleared = self.clear_staging(id, &dir)?;
+                if cleared > 0 {
+                    self.empty_trash();
+                }
+            }
+            Err(err) => return Err(err).with_path(&dir),
+        }
+        let staging = self.layout.unique(&dir, None);
+        fs::create_dir(&staging).with_path(&staging)?;
+        let tree = staging.join("tree");
+        if let Err(err) = fs::create_dir(&tree).with_path(&tree) {
+            let _ = fs::remove_dir(&staging);
+            self.unstage(id);
+            return Err(err);
+        }
+        Ok((staging, tree))
+    }
+
+    /// Under the exclusive lock of `id`, once its staging directory is gone: removes
+    /// `tmp/<hex>/`.
+    pub(crate) fn unstage(&self, id: &ArtifactId) {
+        let _ = fs::remove_dir(self.layout.staging_dir(id));
+    }
+
+    /// Moves everything in `dir` (a `tmp/<hex>/` nobody writes in) to the trash.
+    fn clear_staging(&self, id: &ArtifactId, dir: &Path) -> Result<u64, Error> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => return Err(err).with_path(dir),
+        };
+        let mut moved = 0;
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let trash = self.layout.unique(&self.layout.trash, Some(id));
+            match fs::rename(entry.path(), &trash) {
+                Ok(()) => {
+                    debug!(id = %id, path = %entry.path().display(), "removing a dead writer's staging directory");
+                    moved += 1;
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err).with_path(entry.path()),
             }
         }
-        Ok(removed)
+        Ok(moved)
+    }
+
+    /// Deletes everything in `trash/` (errors are logged: the next recovery retries).
+    fn empty_trash(&self) {
+        let Ok(entries) = fs::read_dir(&self.layout.trash) else { return };
+        for entry in entries.flatten() {
+            if let Err(err) = tree::remove(&entry.path()) {
+                warn!(error = %err, "cannot empty the trash");
+            }
+        }
     }
 }

@@ -62,9 +62,19 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
-    #[tracing::instrument(skip_all, fields(id = %id), err(level = "debug"))]
-    pub async fn get_wait(&self, id: &ArtifactId, timeout: Duration) -> Result<ReadGuard, Error> {
-        let id = *id;
+    ///
+    /// The future owns what it needs (it borrows neither the cache nor `id`), so it can be
+    /// spawned as it is.
+    pub fn get_wait(
+        &self,
+        id: &ArtifactId,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ReadGuard, Error>> + Send + 'static {
+        self.clone().get_wait_owned(*id, timeout)
+    }
+
+    #[tracing::instrument(name = "get_wait", skip_all, fields(id = %id), err(level = "debug"))]
+    async fn get_wait_owned(self, id: ArtifactId, timeout: Duration) -> Result<ReadGuard, Error> {
         let started = Instant::now();
         // Holding the entry keeps its `Notify` the one writers of this process wake.
         let entry = self.inner.table.entry(&id);
@@ -112,9 +122,18 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
-    #[tracing::instrument(skip_all, fields(id = %id), err(level = "debug"))]
-    pub async fn create_or_get(&self, id: &ArtifactId, timeout: Duration) -> Result<Fill, Error> {
-        let id = *id;
+    ///
+    /// Like [`get_wait`](Cache::get_wait), the future owns what it needs.
+    pub fn create_or_get(
+        &self,
+        id: &ArtifactId,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Fill, Error>> + Send + 'static {
+        self.clone().create_or_get_owned(*id, timeout)
+    }
+
+    #[tracing::instrument(name = "create_or_get", skip_all, fields(id = %id), err(level = "debug"))]
+    async fn create_or_get_owned(self, id: ArtifactId, timeout: Duration) -> Result<Fill, Error> {
         let started = Instant::now();
         let entry = self.inner.table.entry(&id);
         let mut backoff = FIRST_BACKOFF;

@@ -96,7 +96,9 @@ pub(crate) struct LsArgs {}
 
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
-    /// Evict down to this size (e.g. `10GiB`, `500M`, `1048576`) instead of the configured bound.
+    /// Evict least recently used artifacts that nobody holds until the cache holds at most
+    /// SIZE (e.g. `10GiB`, `500M`, `1048576`; K, M, G, T are powers of 1000, KiB, MiB, GiB,
+    /// TiB powers of 1024). Without it, gc only removes leftovers of dead processes.
     #[arg(long, value_name = "SIZE")]
     pub(crate) max_size: Option<String>,
 }

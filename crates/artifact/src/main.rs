@@ -7,6 +7,7 @@
 mod cli;
 mod cmd;
 mod exit;
+mod size;
 
 use std::{
     path::{Path, PathBuf},

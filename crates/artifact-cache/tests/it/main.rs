@@ -1,1 +1,12 @@
 //! Integration tests of `artifact-cache`, one binary (see STYLE.md, "Tests").
+
+mod child;
+mod crash;
+mod evict;
+mod model;
+mod open;
+mod process;
+mod rules;
+mod stress;
+#[cfg(feature = "tokio")]
+mod wait;

@@ -1,0 +1,82 @@
+//! The locking rules between real processes sharing one root.
+
+use artifact_cache::Error;
+use artifact_testkit::cache::{TempCache, assert_known, commit_known, test_id};
+
+use crate::child::Child;
+
+#[test]
+fn a_reader_in_another_process_blocks_remove_until_it_dies() {
+    let cache = TempCache::new();
+    commit_known(&cache, &test_id(1), 2).unwrap();
+    let mut child = Child::spawn("hold-read 1", cache.root());
+    child.expect("holding");
+    let err = cache.remove(&test_id(1)).unwrap_err();
+    assert!(matches!(err, Error::ReadLocked { .. }), "{err:?}");
+    assert!(cache.create(&test_id(1)).unwrap_err().is_exists());
+    // Readers share: this process reads too.
+    assert_known(cache.get(&test_id(1)).unwrap().path(), &test_id(1), 2);
+    child.kill();
+    cache.remove(&test_id(1)).unwrap();
+}
+
+#[test]
+fn a_reader_in_another_process_that_lets_go_unblocks_remove() {
+    let cache = TempCache::new();
+    commit_known(&cache, &test_id(1), 2).unwrap();
+    let mut child = Child::spawn("hold-read 1", cache.root());
+    child.expect("holding");
+    assert!(cache.remove(&test_id(1)).unwrap_err().is_locked());
+    assert!(child.finish().success());
+    cache.remove(&test_id(1)).unwrap();
+}
+
+#[test]
+fn a_writer_in_another_process_locks_out_get_and_create() {
+    let cache = TempCache::new();
+    let mut child = Child::spawn("hold-write 1", cache.root());
+    child.expect("writing");
+    assert!(matches!(cache.get(&test_id(1)).unwrap_err(), Error::WriteLocked { .. }));
+    assert!(matches!(cache.create(&test_id(1)).unwrap_err(), Error::WriteLocked { .. }));
+    assert!(matches!(cache.remove(&test_id(1)).unwrap_err(), Error::WriteLocked { .. }));
+    child.say("commit");
+    child.expect("committed");
+    assert!(child.finish().success());
+    assert_known(cache.get(&test_id(1)).unwrap().path(), &test_id(1), 3);
+}
+
+#[test]
+fn a_writer_that_dies_releases_its_lock_and_its_leftovers_go() {
+    let cache = TempCache::new();
+    let mut child = Child::spawn("hold-write 1", cache.root());
+    child.expect("writing");
+    assert!(cache.create(&test_id(1)).unwrap_err().is_locked());
+    child.kill();
+    // The lock died with the process; its staging directory is a leftover...
+    assert!(cache.get(&test_id(1)).unwrap_err().is_not_found());
+    let staging = cache.root().join(format!("tmp/{}", test_id(1)));
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1);
+    // ...that the next writer of the id clears (so does recovery, see `open.rs`).
+    let writer = cache.create(&test_id(1)).unwrap();
+    let left: Vec<_> = std::fs::read_dir(&staging).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(left, [writer.path().parent().unwrap()]);
+    assert_eq!(cache.gc(None).unwrap().leftovers_removed, 0);
+    assert!(writer.path().exists(), "gc removed a live writer's staging directory");
+    writer.abort().unwrap();
+    assert_eq!(std::fs::read_dir(cache.root().join("tmp")).unwrap().count(), 0);
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_wait_sees_a_writer_in_another_process_die() {
+    let cache = TempCache::new();
+    let mut child = Child::spawn("hold-write 1", cache.root());
+    child.expect("writing");
+    let waiter = tokio::spawn({
+        let cache = cache.cache().clone();
+        async move { cache.get_wait(&test_id(1), std::time::Duration::from_secs(60)).await }
+    });
+    tokio::task::yield_now().await;
+    child.kill();
+    assert!(waiter.await.unwrap().unwrap_err().is_not_found());
+}
