@@ -83,12 +83,11 @@ impl Downloader {
     /// Returns the artifact if the cache has it, or becomes its writer and fetches it.
     async fn fill(&self, cache: &Cache, id: ArtifactId) -> Result<Downloaded, Error> {
         let inner = &self.inner;
+        // Taken before the writer's lock, so that waiting transfers hold no file descriptors.
+        let _permit = inner.global.acquire().await.expect("never closed");
         match cache.create_or_get(&id, inner.settings.lock_wait).await {
             Ok(Fill::Ready(reader)) => Ok(Downloaded { reader, fetched: None }),
-            Ok(Fill::Create(writer)) => {
-                let _permit = inner.global.acquire().await.expect("never closed");
-                inner.fetch(cache, id, writer).await
-            }
+            Ok(Fill::Create(writer)) => inner.fetch(cache, id, writer).await,
             Err(err) => Err(cache_error(id, err)),
         }
     }
@@ -123,6 +122,7 @@ impl Inner {
         let mut attempts = 0;
         for round in 0..settings.rounds {
             let mut retry_after = None::<Duration>;
+            let mut pause = None;
             let last_round = round + 1 == settings.rounds;
             for (index, endpoint) in self.endpoints.iter().enumerate() {
                 if !eligible[index] {
@@ -169,18 +169,16 @@ impl Inner {
                 }
                 let more = eligible.iter().any(|e| *e);
                 let is_last_of_round = !eligible[index + 1..].iter().any(|e| *e);
-                let pause = (more && !last_round && is_last_of_round)
-                    .then(|| self.pause(round, retry_after));
+                if more && !last_round && is_last_of_round {
+                    pause = Some(self.pause(round, retry_after));
+                }
                 let event = ProgressEvent::Failed { error: error.clone(), retry_in: pause };
                 self.report(id, endpoint, attempts, 0, None, None, event);
                 if !error.is_absent_here() {
                     last_error = Some(error);
                 }
             }
-            if !eligible.iter().any(|e| *e) || last_round {
-                break;
-            }
-            let pause = self.pause(round, retry_after);
+            let Some(pause) = pause else { break };
             debug!(round, pause = ?pause, "all endpoints failed this round; backing off");
             tokio::time::sleep(pause).await;
         }

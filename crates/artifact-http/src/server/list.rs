@@ -166,7 +166,7 @@ pub(super) async fn metrics(
         active_streams: app.config.max_streams - app.streams.available_permits(),
         max_streams: app.config.max_streams,
         usage,
-        evictions: None,
+        evictions: Some(app.cache.evictions()),
     };
     let text = app.metrics.render(&gauges);
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
