@@ -7,9 +7,14 @@
 //!   ([`Faults`]).
 //! - [`watchdog`]: run a test body with a time limit.
 //! - [`cache`]: a temporary cache ([`cache::TempCache`]) and artifacts with known content.
+//! - [`server`]: the real HTTP router on `127.0.0.1:0` behind a fault-injecting layer
+//!   ([`server::TestServer`]); [`peer`]: peers that stall, talk garbage or hang up
+//!   ([`peer::FakePeer`]).
 
 pub mod cache;
 pub mod fault;
+pub mod peer;
+pub mod server;
 pub mod strategy;
 pub mod tree;
 mod watchdog;

@@ -1,1 +1,13 @@
-//! Integration tests of `artifact-http`, one binary (see STYLE.md, "Tests").
+//! Integration tests of `artifact-http`, one binary (see STYLE.md, "Tests"): the real router
+//! on `127.0.0.1:0` (artifact-testkit's `TestServer`), driven by the real client and by raw
+//! HTTP.
+
+#![cfg(all(feature = "server", feature = "client"))]
+
+mod concurrency;
+mod faults;
+mod interop;
+mod server;
+mod support;
+mod transfer;
+mod upload;

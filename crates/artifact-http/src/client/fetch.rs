@@ -1,0 +1,513 @@
+//! `Downloader::download`: single flight, failover and retries, and one attempt (a GET whose
+//! body streams into the cache's writer, verified before it is committed).
+
+use std::{
+    io,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use artifact_cache::{ArtifactId, Cache, Fill, ReadGuard, WriteGuard};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::{StatusCode, header};
+use tarstream::{Digest, ReceiveOptions};
+use tracing::{Instrument, debug, info, warn};
+
+use super::{
+    Downloaded, Downloader, Endpoint, Fetched, Inner,
+    flight::Role,
+    progress::{Progress, ProgressEvent},
+};
+use crate::{
+    Error, TimeoutKind,
+    bridge::{self, PumpEnd},
+    protocol::{self, DIGEST_HEADER, SIZE_HEADER},
+};
+
+impl Downloader {
+    /// Makes `id` available in `cache`, downloading it if it is not there (see the type's
+    /// docs for the single flight, failover, retry and verification rules).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if every endpoint answered 404. Otherwise, when every attempt
+    /// failed, the error of the last one that was not a 404. [`Error::Timeout`] when the
+    /// overall [`timeout`](super::DownloaderBuilder::timeout) passed. [`Error::Cache`] when
+    /// the local cache failed. [`Error::is_remote`] tells the remote failures from the local.
+    pub async fn download(&self, cache: &Cache, id: &ArtifactId) -> Result<Downloaded, Error> {
+        let id = *id;
+        let span = tracing::info_span!("download", id = %id);
+        let work = self.download_shared(cache, id);
+        let result = match self.inner.settings.timeout {
+            Some(after) => {
+                tokio::time::timeout(after, work).instrument(span.clone()).await.unwrap_or(Err(
+                    Error::Timeout { id, endpoint: None, what: TimeoutKind::Overall, after },
+                ))
+            }
+            None => work.instrument(span.clone()).await,
+        };
+        if let Err(err) = &result {
+            span.in_scope(|| debug!(error = %err, "download failed"));
+        }
+        result
+    }
+
+    /// Joins or leads the in-process flight for (`cache`, `id`).
+    async fn download_shared(&self, cache: &Cache, id: ArtifactId) -> Result<Downloaded, Error> {
+        loop {
+            match self.inner.flights.join(cache.root().to_owned(), id) {
+                Role::Leader(ticket) => {
+                    let result = self.fill(cache, id).await;
+                    ticket.finish(result.as_ref().map(drop).map_err(Clone::clone));
+                    return result;
+                }
+                Role::Follower(follower) => match follower.wait().await {
+                    Some(Ok(())) => {
+                        let reader = cache.clone();
+                        match bridge::blocking(move || reader.get(&id)).await {
+                            Ok(reader) => return Ok(Downloaded { reader, fetched: None }),
+                            // Gone again already (evicted, removed): start over.
+                            Err(err) if err.is_not_found() => continue,
+                            Err(err) => return Err(cache_error(id, err)),
+                        }
+                    }
+                    Some(Err(err)) => return Err(err),
+                    // The leader was cancelled: take over.
+                    None => continue,
+                },
+            }
+        }
+    }
+
+    /// Returns the artifact if the cache has it, or becomes its writer and fetches it.
+    async fn fill(&self, cache: &Cache, id: ArtifactId) -> Result<Downloaded, Error> {
+        let inner = &self.inner;
+        // Taken before the writer's lock, so that waiting transfers hold no file descriptors.
+        let _permit = inner.global.acquire().await.expect("never closed");
+        match cache.create_or_get(&id, inner.settings.lock_wait).await {
+            Ok(Fill::Ready(reader)) => Ok(Downloaded { reader, fetched: None }),
+            Ok(Fill::Create(writer)) => inner.fetch(cache, id, writer).await,
+            Err(err) => Err(cache_error(id, err)),
+        }
+    }
+}
+
+pub(super) fn cache_error(id: ArtifactId, err: artifact_cache::Error) -> Error {
+    Error::Cache { id, source: Arc::new(err) }
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Done(ReadGuard, u64),
+    /// Failed; the writer comes back (emptied) for the next attempt.
+    Failed(WriteGuard, Error),
+    /// Failed in a way that lost the writer (the commit failed): stop.
+    Fatal(Error),
+}
+
+impl Inner {
+    /// The failover and retry loop around [`Inner::attempt`].
+    async fn fetch(
+        &self,
+        cache: &Cache,
+        id: ArtifactId,
+        mut writer: WriteGuard,
+    ) -> Result<Downloaded, Error> {
+        let started = Instant::now();
+        let settings = &self.settings;
+        let mut eligible = vec![true; self.endpoints.len()];
+        let mut absent = Vec::new();
+        let mut last_error = None;
+        let mut attempts = 0;
+        for round in 0..settings.rounds {
+            let mut retry_after = None::<Duration>;
+            let mut pause = None;
+            let last_round = round + 1 == settings.rounds;
+            for (index, endpoint) in self.endpoints.iter().enumerate() {
+                if !eligible[index] {
+                    continue;
+                }
+                attempts += 1;
+                let error = match self.attempt(cache, id, endpoint, writer, attempts).await {
+                    Attempt::Done(reader, stream_bytes) => {
+                        let elapsed = started.elapsed();
+                        info!(endpoint = %endpoint.base, attempts, bytes = stream_bytes, ms = elapsed.as_millis() as u64, "downloaded");
+                        self.report(
+                            id,
+                            endpoint,
+                            attempts,
+                            stream_bytes,
+                            None,
+                            None,
+                            ProgressEvent::Finished,
+                        );
+                        let fetched = Fetched {
+                            endpoint: endpoint.base.clone(),
+                            attempts,
+                            stream_bytes,
+                            elapsed,
+                        };
+                        return Ok(Downloaded { reader, fetched: Some(fetched) });
+                    }
+                    Attempt::Failed(back, error) => {
+                        writer = back;
+                        error
+                    }
+                    Attempt::Fatal(error) => return Err(error),
+                };
+                if error.is_absent_here() {
+                    eligible[index] = false;
+                    absent.push(endpoint.base.to_string());
+                } else {
+                    if error.is_retryable() {
+                        retry_after = retry_after.max(error.retry_after());
+                    } else {
+                        eligible[index] = false;
+                    }
+                    warn!(endpoint = %endpoint.base, attempt = attempts, error = %error_chain(&error), "attempt failed");
+                }
+                let more = eligible.iter().any(|e| *e);
+                let is_last_of_round = !eligible[index + 1..].iter().any(|e| *e);
+                if more && !last_round && is_last_of_round {
+                    pause = Some(self.pause(round, retry_after));
+                }
+                let event = ProgressEvent::Failed { error: error.clone(), retry_in: pause };
+                self.report(id, endpoint, attempts, 0, None, None, event);
+                if !error.is_absent_here() {
+                    last_error = Some(error);
+                }
+            }
+            let Some(pause) = pause else { break };
+            debug!(round, pause = ?pause, "all endpoints failed this round; backing off");
+            tokio::time::sleep(pause).await;
+        }
+        // Dropping the writer aborts it: nothing of the failed attempts is kept.
+        bridge::blocking(move || writer.abort()).await.map_err(|err| cache_error(id, err))?;
+        Err(last_error.unwrap_or(Error::NotFound { id, endpoints: absent }))
+    }
+
+    /// The pause after `round`: exponential with equal jitter, at least the `Retry-After`.
+    pub(super) fn pause(&self, round: u32, retry_after: Option<Duration>) -> Duration {
+        let settings = &self.settings;
+        let base = settings
+            .backoff
+            .saturating_mul(1u32.checked_shl(round.min(16)).unwrap_or(u32::MAX))
+            .min(settings.max_backoff);
+        let half = base / 2;
+        let jitter = half.mul_f64(fastrand::f64());
+        let asked = retry_after.map_or(Duration::ZERO, |d| d.min(settings.max_retry_after));
+        (half + jitter).max(asked)
+    }
+
+    /// Sends a progress event, if anyone listens.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn report(
+        &self,
+        id: ArtifactId,
+        endpoint: &Endpoint,
+        attempt: u32,
+        bytes: u64,
+        total: Option<u64>,
+        tree_bytes: Option<u64>,
+        event: ProgressEvent,
+    ) {
+        if let Some(callback) = &self.settings.progress {
+            callback(&Progress {
+                id,
+                endpoint: endpoint.base.clone(),
+                attempt,
+                bytes,
+                total,
+                tree_bytes,
+                event,
+            });
+        }
+    }
+
+    /// One GET from `endpoint`, streamed into `writer`'s directory.
+    async fn attempt(
+        &self,
+        cache: &Cache,
+        id: ArtifactId,
+        endpoint: &Endpoint,
+        writer: WriteGuard,
+        attempt: u32,
+    ) -> Attempt {
+        let _permit = endpoint.permits.acquire().await.expect("never closed");
+        let response = match self.get(id, endpoint).await {
+            Ok(response) => response,
+            Err(err) => return Attempt::Failed(writer, err),
+        };
+        let base = endpoint.base.to_string();
+        let protocol_error =
+            |reason: String| Error::Protocol { id, endpoint: base.clone(), reason };
+        let expected = match response.headers().get(DIGEST_HEADER).map(|v| v.to_str()) {
+            Some(Ok(text)) => match text.trim().parse::<Digest>() {
+                Ok(digest) => digest,
+                Err(err) => {
+                    return Attempt::Failed(
+                        writer,
+                        protocol_error(format!("bad {DIGEST_HEADER}: {err}")),
+                    );
+                }
+            },
+            _ => {
+                return Attempt::Failed(
+                    writer,
+                    protocol_error(format!("no {DIGEST_HEADER} header")),
+                );
+            }
+        };
+        let zstd = match response.headers().get(header::CONTENT_ENCODING).map(|v| v.to_str()) {
+            None => false,
+            Some(Ok(coding)) if coding.eq_ignore_ascii_case("identity") => false,
+            Some(Ok(coding))
+                if self.settings.zstd && coding.eq_ignore_ascii_case(protocol::ZSTD) =>
+            {
+                true
+            }
+            Some(other) => {
+                let coding = other.unwrap_or("(not text)");
+                return Attempt::Failed(
+                    writer,
+                    protocol_error(format!("unexpected content encoding {coding:?}")),
+                );
+            }
+        };
+        let total = response.content_length();
+        let tree_bytes =
+            response.headers().get(SIZE_HEADER).and_then(|v| v.to_str().ok()?.trim().parse().ok());
+        self.report(id, endpoint, attempt, 0, total, tree_bytes, ProgressEvent::Started);
+
+        // Transport errors are kept aside: the job only sees the stream end.
+        let transport = Arc::new(Mutex::new(None::<reqwest::Error>));
+        let mut received = 0u64;
+        let wire = {
+            let transport = transport.clone();
+            response.bytes_stream().map(move |chunk| {
+                chunk.map_err(|err| {
+                    *transport.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
+                    io::Error::new(io::ErrorKind::ConnectionAborted, "the response body failed")
+                })
+            })
+        };
+        let wire = wire.inspect(|chunk| {
+            if let Ok(chunk) = chunk {
+                received += chunk.len() as u64;
+                self.report(
+                    id,
+                    endpoint,
+                    attempt,
+                    received,
+                    total,
+                    tree_bytes,
+                    ProgressEvent::Received,
+                );
+            }
+        });
+        let options = ReceiveOptions::default().max_bytes(self.settings.max_bytes).read_only(true);
+        let cache = cache.clone();
+        let (outcome, end) = bridge::receive(
+            decode(wire, zstd),
+            self.settings.idle_timeout,
+            |_| {},
+            move |reader| receive_and_commit(&cache, id, writer, reader, &options, expected),
+        )
+        .await;
+        match outcome {
+            Ok(reader) => Attempt::Done(reader, received),
+            Err(Job::Fatal(err)) => Attempt::Fatal(err),
+            Err(Job::Failed(writer, failure)) => {
+                Attempt::Failed(writer, self.explain(id, endpoint, failure, end, &transport))
+            }
+        }
+    }
+
+    /// Sends the GET and turns anything but 200 into an error.
+    async fn get(&self, id: ArtifactId, endpoint: &Endpoint) -> Result<reqwest::Response, Error> {
+        let url = format!("{}{}", endpoint.base, protocol::artifact_path(&id));
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.settings.token {
+            request = request.bearer_auth(token);
+        }
+        if self.settings.zstd {
+            request = request.header(header::ACCEPT_ENCODING, protocol::ZSTD);
+        }
+        let idle = self.settings.idle_timeout;
+        let response = match tokio::time::timeout(idle, request.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => return Err(request_error(id, endpoint, err)),
+            Err(_) => {
+                let endpoint = Some(endpoint.base.to_string());
+                return Err(Error::Timeout { id, endpoint, what: TimeoutKind::Idle, after: idle });
+            }
+        };
+        if response.status() == StatusCode::OK {
+            return Ok(response);
+        }
+        Err(status_error(id, endpoint, response, idle).await)
+    }
+
+    /// The best explanation of a failed receive: the body's fate, else the stream's.
+    fn explain(
+        &self,
+        id: ArtifactId,
+        endpoint: &Endpoint,
+        failure: Failure,
+        end: PumpEnd<io::Error>,
+        transport: &Mutex<Option<reqwest::Error>>,
+    ) -> Error {
+        let base = endpoint.base.to_string();
+        let stream_error = match failure {
+            Failure::Digest(actual, expected) => {
+                return Error::DigestMismatch { id, endpoint: base, expected, actual };
+            }
+            Failure::Stream(err) => err,
+        };
+        if stream_error.is_truncated() || stream_error.is_io() {
+            match end {
+                PumpEnd::Idle => {
+                    let after = self.settings.idle_timeout;
+                    return Error::Timeout {
+                        id,
+                        endpoint: Some(base),
+                        what: TimeoutKind::Idle,
+                        after,
+                    };
+                }
+                PumpEnd::Body(err) => {
+                    if let Some(source) =
+                        transport.lock().unwrap_or_else(PoisonError::into_inner).take()
+                    {
+                        return Error::Transfer { id, endpoint: base, source: Arc::new(source) };
+                    }
+                    return Error::Protocol {
+                        id,
+                        endpoint: base,
+                        reason: format!("corrupt zstd body: {err}"),
+                    };
+                }
+                PumpEnd::Done | PumpEnd::JobGone => {}
+            }
+        }
+        Error::Stream { id, endpoint: base, source: Arc::new(stream_error) }
+    }
+}
+
+/// Why a receive job failed without losing the writer.
+enum Failure {
+    Stream(tarstream::Error),
+    /// (received, announced)
+    Digest(Digest, Digest),
+}
+
+enum Job {
+    Failed(WriteGuard, Failure),
+    Fatal(Error),
+}
+
+/// The blocking job of an attempt: receive, verify, commit, and take a read lock; on failure
+/// empty the writer's directory for the next attempt.
+fn receive_and_commit(
+    cache: &Cache,
+    id: ArtifactId,
+    writer: WriteGuard,
+    reader: &mut bridge::ChannelReader,
+    options: &ReceiveOptions,
+    expected: Digest,
+) -> Result<ReadGuard, Job> {
+    let failure = match tarstream::receive_with(writer.path(), reader, options) {
+        Ok(summary) if summary.digest == expected => {
+            writer.commit_with(&summary).map_err(|err| Job::Fatal(cache_error(id, err)))?;
+            return cache.get(&id).map_err(|err| Job::Fatal(cache_error(id, err)));
+        }
+        Ok(summary) => Failure::Digest(summary.digest, expected),
+        Err(err) => Failure::Stream(err),
+    };
+    if let Err(err) = empty_dir(writer.path()) {
+        let err = artifact_cache::Error::Io { path: writer.path().to_owned(), source: err };
+        return Err(Job::Fatal(cache_error(id, err)));
+    }
+    Err(Job::Failed(writer, failure))
+}
+
+/// Deletes everything inside `dir` (not following symlinks).
+fn empty_dir(dir: &std::path::Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The response body, zstd-decoded if the server compressed it.
+fn decode<'a>(
+    wire: impl Stream<Item = io::Result<Bytes>> + Send + 'a,
+    zstd: bool,
+) -> std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>> {
+    #[cfg(feature = "zstd")]
+    if zstd {
+        return Box::pin(crate::compress::zstd_decode(wire));
+    }
+    debug_assert!(!zstd, "zstd is only accepted when asked for");
+    Box::pin(wire)
+}
+
+/// A `send` failure: connect errors apart from the rest.
+pub(super) fn request_error(id: ArtifactId, endpoint: &Endpoint, err: reqwest::Error) -> Error {
+    let endpoint = endpoint.base.to_string();
+    if err.is_connect() {
+        Error::Connect { endpoint, source: Arc::new(err) }
+    } else {
+        Error::Transfer { id, endpoint, source: Arc::new(err) }
+    }
+}
+
+/// An [`Error::Status`] from a non-success response, with the server's message (read within
+/// `idle`, at most 4 KiB of it).
+pub(super) async fn status_error(
+    id: ArtifactId,
+    endpoint: &Endpoint,
+    response: reqwest::Response,
+    idle: Duration,
+) -> Error {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(protocol::parse_retry_after);
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(idle, stream.next()).await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= 4096 {
+            break;
+        }
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|json| json.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            text.trim().to_owned()
+        });
+    Error::Status { id, endpoint: endpoint.base.to_string(), status, message, retry_after }
+}
+
+/// `error: source: source...` on one line, for the log.
+pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}

@@ -1,0 +1,359 @@
+//! [`Error`]: everything that can go wrong while serving, downloading or uploading, with the
+//! artifact and the endpoint it concerns.
+
+use std::{io, sync::Arc, time::Duration};
+
+use artifact_cache::ArtifactId;
+use tarstream::Digest;
+
+/// An error from the server ([`serve`](crate::serve)) or the client ([`Downloader`],
+/// [`download`](crate::download), [`upload`](crate::upload)).
+///
+/// Errors are cheap to clone (their sources are shared), so that concurrent downloads of one
+/// id that share a transfer can all report its failure.
+///
+/// # Treating a remote failure as a cache miss
+///
+/// A build system that can rebuild an artifact should not fail a job because a cache server is
+/// down. [`is_remote`](Error::is_remote) tells a failure of the remote side (absent, refused,
+/// unreachable, slow, corrupt) from a local problem (the local cache's disk, a malformed
+/// endpoint):
+///
+/// ```no_run
+/// # async fn example(downloader: artifact_http::Downloader, cache: artifact_cache::Cache,
+/// #                  id: artifact_cache::ArtifactId) -> Result<(), artifact_http::Error> {
+/// match downloader.download(&cache, &id).await {
+///     Ok(downloaded) => println!("hit: {}", downloaded.path().display()),
+///     // Absent everywhere, or every peer failed: build it instead.
+///     Err(err) if err.is_remote() => println!("miss: {err}"),
+///     // The local cache is broken: that is worth stopping for.
+///     Err(err) => return Err(err),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`Downloader`]: crate::Downloader
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An endpoint URL that cannot be used.
+    #[error("invalid endpoint {url:?}: {reason}")]
+    InvalidEndpoint {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Every endpoint asked answered 404: the artifact is absent remotely.
+    #[error("artifact {id} not found on {} endpoint(s)", endpoints.len())]
+    NotFound {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoints that said so.
+        endpoints: Vec<String>,
+    },
+    /// The server answered with a status that is neither success nor 404.
+    #[error("{endpoint} answered {status} for artifact {id}{}", message_suffix(.message))]
+    Status {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoint.
+        endpoint: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The server's explanation (the `error` field of its JSON body), if any.
+        message: String,
+        /// How long the server asked us to wait (`Retry-After`), if it said.
+        retry_after: Option<Duration>,
+    },
+    /// Connecting to the endpoint failed (refused, unreachable, DNS, connect timeout).
+    #[cfg(feature = "client")]
+    #[error("cannot connect to {endpoint}")]
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// What the HTTP client said.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    /// The request or the response body failed after connecting (a connection reset, a body
+    /// cut short).
+    #[cfg(feature = "client")]
+    #[error("transfer of artifact {id} with {endpoint} failed")]
+    Transfer {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoint.
+        endpoint: String,
+        /// What the HTTP client said.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    /// Nothing arrived (or nothing could be sent) for too long, or the whole operation took
+    /// too long.
+    #[error("{what} timed out after {after:?} (artifact {id}{})", endpoint_suffix(.endpoint))]
+    Timeout {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoint, when one was being talked to.
+        endpoint: Option<String>,
+        /// Which timeout fired.
+        what: TimeoutKind,
+        /// Its duration.
+        after: Duration,
+    },
+    /// The tar stream received was malformed, truncated, unsafe or over a limit (nothing was
+    /// kept).
+    #[error("bad tar stream for artifact {id} from {endpoint}")]
+    Stream {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoint that sent it.
+        endpoint: String,
+        /// What tarstream found.
+        #[source]
+        source: Arc<tarstream::Error>,
+    },
+    /// The tree received does not have the digest the server announced (nothing was kept), or
+    /// the server holds another tree under the id being uploaded.
+    #[error("artifact {id} from {endpoint} has tree digest {actual}, but {expected} was announced")]
+    DigestMismatch {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoint.
+        endpoint: String,
+        /// The digest announced (by the server for a download, by us for an upload).
+        expected: Digest,
+        /// The digest of what was received (or of what the server holds).
+        actual: Digest,
+    },
+    /// The server's answer breaks the protocol (for example, no digest header).
+    #[error("bad response from {endpoint} for artifact {id}: {reason}")]
+    Protocol {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoint.
+        endpoint: String,
+        /// The rule broken.
+        reason: String,
+    },
+    /// The local cache failed (disk full, lock wait timed out, i/o).
+    #[error("local cache error for artifact {id}")]
+    Cache {
+        /// The artifact.
+        id: ArtifactId,
+        /// What the cache said.
+        #[source]
+        source: Arc<artifact_cache::Error>,
+    },
+    /// Reading the local artifact for an upload failed.
+    #[error("cannot read local artifact {id} for upload")]
+    Local {
+        /// The artifact.
+        id: ArtifactId,
+        /// What tarstream said.
+        #[source]
+        source: Arc<tarstream::Error>,
+    },
+    /// A server-side i/o operation failed (accepting connections, for example).
+    #[error("server i/o failed: {what}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+/// Which timeout fired ([`Error::Timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// No byte of the response (or room for the request body) for the idle timeout.
+    Idle,
+    /// The whole operation, retries included, took longer than its overall timeout.
+    Overall,
+    /// Waiting for another writer of the same id in the local cache took too long.
+    LockWait,
+}
+
+impl std::fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Idle => "idle read",
+            TimeoutKind::Overall => "overall deadline",
+            TimeoutKind::LockWait => "waiting for the local writer",
+        })
+    }
+}
+
+fn message_suffix(message: &str) -> String {
+    if message.is_empty() { String::new() } else { format!(": {message}") }
+}
+
+fn endpoint_suffix(endpoint: &Option<String>) -> String {
+    match endpoint {
+        Some(endpoint) => format!(" from {endpoint}"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// The artifact is absent: every endpoint asked answered 404 ([`Error::NotFound`]), or,
+    /// for an upload, the local cache does not have it.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::NotFound { .. } => true,
+            Error::Cache { source, .. } => source.is_not_found(),
+            _ => false,
+        }
+    }
+
+    /// Trying again later, or elsewhere, may succeed: connect errors, timeouts, a body cut
+    /// short, a digest mismatch, 5xx answers, 408, 409 and 429 (the id is being written, or
+    /// the server is busy), a lock conflict in the local cache. Not for 404, other 4xx, or a
+    /// stream that breaks tarstream's rules (the same bytes would come again).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => {
+                matches!(status, 408 | 409 | 425 | 429) || (500..600).contains(status)
+            }
+            #[cfg(feature = "client")]
+            Error::Connect { .. } | Error::Transfer { .. } => true,
+            Error::Timeout { what, .. } => *what != TimeoutKind::Overall,
+            Error::Stream { source, .. } => source.is_truncated() || source.is_io(),
+            Error::DigestMismatch { .. } => true,
+            Error::Cache { source, .. } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The failure is on the remote side or between us and it: absent remotely, refused,
+    /// unreachable, too slow, or sent bad data. A build system that can rebuild the artifact
+    /// may treat these as a cache miss. False for local problems: the local cache, reading
+    /// the local artifact, a malformed endpoint URL, the server's own i/o.
+    pub fn is_remote(&self) -> bool {
+        match self {
+            Error::NotFound { .. }
+            | Error::Status { .. }
+            | Error::Timeout { .. }
+            | Error::Stream { .. }
+            | Error::DigestMismatch { .. }
+            | Error::Protocol { .. } => true,
+            #[cfg(feature = "client")]
+            Error::Connect { .. } | Error::Transfer { .. } => true,
+            Error::InvalidEndpoint { .. }
+            | Error::Cache { .. }
+            | Error::Local { .. }
+            | Error::Io { .. } => false,
+        }
+    }
+
+    /// The HTTP status the server answered, for [`Error::Status`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The endpoint the error concerns, if one.
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            Error::InvalidEndpoint { url, .. } => Some(url),
+            Error::Status { endpoint, .. }
+            | Error::Stream { endpoint, .. }
+            | Error::DigestMismatch { endpoint, .. }
+            | Error::Protocol { endpoint, .. } => Some(endpoint),
+            #[cfg(feature = "client")]
+            Error::Connect { endpoint, .. } | Error::Transfer { endpoint, .. } => Some(endpoint),
+            Error::Timeout { endpoint, .. } => endpoint.as_deref(),
+            Error::NotFound { .. }
+            | Error::Cache { .. }
+            | Error::Local { .. }
+            | Error::Io { .. } => None,
+        }
+    }
+
+    /// Whether this is a 404 from one endpoint (the failover loop moves on without retrying).
+    #[cfg(feature = "client")]
+    pub(crate) fn is_absent_here(&self) -> bool {
+        matches!(self, Error::Status { status: 404, .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> ArtifactId {
+        "ab".parse().unwrap()
+    }
+
+    fn status(status: u16) -> Error {
+        Error::Status {
+            id: id(),
+            endpoint: "http://x".into(),
+            status,
+            message: String::new(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        for (code, retryable) in
+            [(400, false), (401, false), (404, false), (409, true), (413, false), (429, true)]
+        {
+            assert_eq!(status(code).is_retryable(), retryable, "{code}");
+        }
+        for code in [500, 502, 503, 507] {
+            assert!(status(code).is_retryable(), "{code}");
+        }
+        assert!(status(500).is_remote());
+        assert_eq!(status(503).status(), Some(503));
+    }
+
+    #[test]
+    fn local_failures_are_not_remote() {
+        let err = Error::Cache {
+            id: id(),
+            source: Arc::new(artifact_cache::Error::NotFound { id: id() }),
+        };
+        assert!(!err.is_remote());
+        assert!(err.is_not_found());
+        let err = Error::NotFound { id: id(), endpoints: vec!["http://a".into()] };
+        assert!(err.is_remote() && err.is_not_found() && !err.is_retryable());
+        assert_eq!(err.to_string(), "artifact ab not found on 1 endpoint(s)");
+    }
+
+    #[test]
+    fn messages_are_lowercase_without_full_stop() {
+        let err = Error::Timeout {
+            id: id(),
+            endpoint: Some("http://a".into()),
+            what: TimeoutKind::Idle,
+            after: Duration::from_secs(2),
+        };
+        assert_eq!(err.to_string(), "idle read timed out after 2s (artifact ab from http://a)");
+        assert!(err.is_retryable());
+        let mut with_message = status(503);
+        if let Error::Status { message, .. } = &mut with_message {
+            *message = "too many streams".into();
+        }
+        assert_eq!(
+            with_message.to_string(),
+            "http://x answered 503 for artifact ab: too many streams"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The server: [`router`] to mount in one's own axum app, [`serve`] to run it with limits and
+//! graceful shutdown, and [`ServerConfig`].
+
+mod artifact;
+mod config;
+mod list;
+mod listen;
+mod metrics;
+mod observe;
+mod reply;
+
+use std::sync::Arc;
+
+use artifact_cache::{ArtifactId, Cache};
+use axum::{
+    Router,
+    http::{HeaderMap, header},
+    routing::get,
+};
+use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use config::ServerConfig;
+pub use listen::{serve, serve_router, shutdown_signal};
+
+use crate::protocol::{ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH};
+use metrics::Metrics;
+use reply::Reject;
+
+/// The axum [`Router`] serving `cache` (the endpoints of `docs/protocol.md`), to mount in an
+/// application or run with [`serve`].
+///
+/// Every request gets a `tracing` span and is counted in `/metrics`. The router enforces the
+/// stream limit, the upload limit, the idle timeout and the token of `config`; the header read
+/// timeout, the connection limit and graceful shutdown are [`serve`]'s.
+///
+/// ```no_run
+/// use artifact_cache::Cache;
+/// use artifact_http::{ServerConfig, router};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cache = Cache::open("/var/cache/artifact")?;
+/// let app = axum::Router::new()
+///     .nest_service("/cache", router(cache, ServerConfig::default()))
+///     .route("/", axum::routing::get(|| async { "my build farm" }));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8417").await?;
+/// axum::serve(listener, app).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn router(cache: Cache, config: ServerConfig) -> Router {
+    let app = App(Arc::new(AppInner {
+        streams: Arc::new(Semaphore::new(config.max_streams)),
+        metrics: Arc::new(Metrics::default()),
+        cache,
+        config,
+    }));
+    Router::new()
+        .route(
+            ARTIFACT_PATH,
+            get(artifact::get).head(artifact::get).put(artifact::put).delete(artifact::delete),
+        )
+        .route(LIST_PATH, get(list::list))
+        .route(HEALTH_PATH, get(|| async { "ok\n" }))
+        .route(METRICS_PATH, get(list::metrics))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
+        .with_state(app)
+}
+
+/// The state the handlers share.
+#[derive(Clone)]
+struct App(Arc<AppInner>);
+
+struct AppInner {
+    cache: Cache,
+    config: ServerConfig,
+    /// One permit per tar stream in flight.
+    streams: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// What a request wants to do, for the token check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+impl AppInner {
+    /// Checks the bearer token where `access` needs one, in constant time.
+    fn authorize(&self, headers: &HeaderMap, access: Access) -> Result<(), Reject> {
+        let Some(token) = &self.config.token else { return Ok(()) };
+        if access == Access::Read && !self.config.token_for_reads {
+            return Ok(());
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        match presented {
+            Some(presented) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+            _ => Err(Reject::Unauthorized),
+        }
+    }
+
+    /// A slot for one tar stream, or 503.
+    fn stream_slot(&self) -> Result<OwnedSemaphorePermit, Reject> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            Metrics::add(&self.metrics.streams_refused, 1);
+            Reject::Overloaded { retry_after: self.config.retry_after_secs() }
+        })
+    }
+
+    fn reject_cache(&self, id: ArtifactId, err: artifact_cache::Error) -> Reject {
+        Reject::from_cache(id, err, self.config.retry_after_secs())
+    }
+}
+
+/// The `id` query parameter, parsed; 400 when absent or malformed.
+fn parse_id(query: Option<&str>) -> Result<ArtifactId, Reject> {
+    let value = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(key, value)| (key == "id").then_some(value))
+        .ok_or_else(|| Reject::BadRequest("missing query parameter `id`".into()))?;
+    let id: ArtifactId =
+        value.parse().map_err(|err| Reject::BadRequest(format!("bad artifact id: {err}")))?;
+    tracing::Span::current().record("id", tracing::field::display(&id));
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_come_from_the_query() {
+        assert_eq!(parse_id(Some("id=ABcd")).unwrap().to_string(), "abcd");
+        assert_eq!(parse_id(Some("x=1&id=00")).unwrap().to_string(), "00");
+        for bad in [None, Some(""), Some("id="), Some("id=abc"), Some("id=../x"), Some("ids=00")] {
+            let err = parse_id(bad).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The artifact endpoints: `GET`/`HEAD`, `PUT` and `DELETE /artifact?id=ID`.
+
+use std::io;
+
+use artifact_cache::{ArtifactId, Fill, Metadata};
+use axum::{
+    Json,
+    body::{Body, Bytes},
+    extract::{RawQuery, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures_util::{Stream, StreamExt};
+use tarstream::{Digest, ReceiveOptions};
+
+use super::{Access, App, Reject, metrics::Metrics, parse_id};
+use crate::{
+    bridge::{self, PumpEnd},
+    protocol::{DIGEST_HEADER, FILES_HEADER, SIZE_HEADER, TAR_MEDIA_TYPE},
+};
+
+/// `GET` streams the artifact as tar while holding its read lock; `HEAD` answers the same
+/// headers without a body.
+pub(super) async fn get(
+    State(app): State<App>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Reject> {
+    let id = parse_id(query.as_deref())?;
+    app.authorize(&headers, Access::Read)?;
+    let head = method == Method::HEAD;
+    let slot = if head { None } else { Some(app.stream_slot()?) };
+    let cache = app.cache.clone();
+    let guard = match bridge::blocking(move || cache.get(&id)).await {
+        Ok(guard) => guard,
+        Err(err) => {
+            if err.is_not_found() {
+                Metrics::add(&app.metrics.misses, 1);
+            }
+            return Err(app.reject_cache(id, err));
+        }
+    };
+    Metrics::add(&app.metrics.hits, 1);
+    let mut response_headers = artifact_headers(guard.metadata());
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TAR_MEDIA_TYPE));
+    if head {
+        // The read guard drops here, on the runtime: an unlock, no file-system walk.
+        return Ok((StatusCode::OK, response_headers).into_response());
+    }
+    let dir = guard.path().to_owned();
+    let stream = bridge::send_stream(dir, (guard, slot), app.config.idle_timeout);
+    let body = encode(&app, &headers, &mut response_headers, stream);
+    Ok((StatusCode::OK, response_headers, body).into_response())
+}
+
+/// The body, zstd-compressed when the client accepts it (feature `zstd`).
+fn encode(
+    app: &App,
+    request: &HeaderMap,
+    response: &mut HeaderMap,
+    stream: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+) -> Body {
+    #[cfg(feature = "zstd")]
+    {
+        use crate::protocol::{ZSTD, accepts_encoding};
+        response.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        let wanted = request
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| accepts_encoding(value, ZSTD));
+        if wanted {
+            response.insert(header::CONTENT_ENCODING, HeaderValue::from_static(ZSTD));
+            return Body::from_stream(crate::compress::zstd_encode(stream, app.config.zstd_level));
+        }
+    }
+    #[cfg(not(feature = "zstd"))]
+    let _ = (app, request, response);
+    Body::from_stream(stream)
+}
+
+/// The headers that describe a committed artifact.
+fn artifact_headers(meta: &Metadata) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let digest = HeaderValue::from_str(&meta.digest.to_string()).expect("hex is a valid header");
+    headers.insert(DIGEST_HEADER, digest);
+    headers.insert(SIZE_HEADER, HeaderValue::from(meta.size));
+    headers.insert(FILES_HEADER, HeaderValue::from(meta.files));
+    headers
+}
+
+/// `PUT` receives a tar stream into a new artifact: 201 once committed, 200 if it already
+/// existed (also after waiting for a concurrent upload of the same id).
+pub(super) async fn put(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Reject> {
+    let id = parse_id(query.as_deref())?;
+    app.authorize(&headers, Access::Write)?;
+    let expected = expected_digest(&headers)?;
+    let zstd = match headers.get(header::CONTENT_ENCODING).map(HeaderValue::to_str) {
+        None => false,
+        Some(Ok(coding)) if coding.eq_ignore_ascii_case("identity") => false,
+        #[cfg(feature = "zstd")]
+        Some(Ok(coding)) if coding.eq_ignore_ascii_case(crate::protocol::ZSTD) => true,
+        Some(other) => {
+            let coding = other.unwrap_or("(not text)").to_owned();
+            return Err(Reject::UnsupportedEncoding(coding));
+        }
+    };
+    let limit = app.config.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        Metrics::add(&app.metrics.uploads_rejected, 1);
+        return Err(Reject::TooLarge { limit });
+    }
+    let slot = app.stream_slot()?;
+    let writer = match app.cache.create_or_get(&id, app.config.write_wait).await {
+        Ok(Fill::Create(writer)) => writer,
+        Ok(Fill::Ready(reader)) => {
+            let meta = reader.metadata().clone();
+            drop(reader);
+            if !expects_continue(&headers) {
+                // Read what the client is sending anyway, so that it sees our answer.
+                drain(&app, body, limit).await;
+            }
+            tracing::debug!("artifact exists already");
+            return Ok((StatusCode::OK, artifact_headers(&meta), Json(meta)).into_response());
+        }
+        Err(err) => return Err(app.reject_cache(id, err)),
+    };
+    let metrics = app.metrics.clone();
+    let wire = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(|err| io::Error::new(io::ErrorKind::ConnectionAborted, err))?;
+        Metrics::add(&metrics.bytes_received, chunk.len() as u64);
+        Ok::<_, io::Error>(chunk)
+    });
+    let stream = decode(wire, zstd);
+    let options = ReceiveOptions::default().max_bytes(limit).read_only(true);
+    let (result, end) = bridge::receive(
+        stream,
+        app.config.idle_timeout,
+        |_| {},
+        move |reader| {
+            let _slot = slot;
+            let summary = match tarstream::receive_with(writer.path(), reader, &options) {
+                Ok(summary) => summary,
+                Err(err) => return Err(Failed::Stream(err)),
+            };
+            if let Some(expected) = expected.filter(|expected| *expected != summary.digest) {
+                return Err(Failed::Digest { expected, actual: summary.digest });
+            }
+            writer.commit_with(&summary).map_err(Failed::Commit)
+        },
+    )
+    .await;
+    match result {
+        Ok(meta) => {
+            Metrics::add(&app.metrics.uploads, 1);
+            tracing::info!(bytes = meta.size, files = meta.files, "upload committed");
+            Ok((StatusCode::CREATED, artifact_headers(&meta), Json(meta)).into_response())
+        }
+        Err(failed) => {
+            Metrics::add(&app.metrics.uploads_rejected, 1);
+            Err(upload_failure(&app, id, failed, end))
+        }
+    }
+}
+
+/// Why an upload was not committed (the writer aborted, so nothing was kept).
+enum Failed {
+    Stream(tarstream::Error),
+    Digest { expected: Digest, actual: Digest },
+    Commit(artifact_cache::Error),
+}
+
+fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Error>) -> Reject {
+    // The body's fate explains a truncated stream better than the truncation does.
+    if let Failed::Stream(err) = &failed
+        && (err.is_truncated() || err.is_io())
+    {
+        match end {
+            PumpEnd::Idle => return Reject::UploadStalled { id, after: app.config.idle_timeout },
+            PumpEnd::Body(err) if err.kind() == io::ErrorKind::ConnectionAborted => {
+                return Reject::UploadCut { id, reason: error_text(&err) };
+            }
+            PumpEnd::Body(err) => {
+                return Reject::BadRequest(format!("corrupt zstd body: {}", error_text(&err)));
+            }
+            PumpEnd::Done | PumpEnd::JobGone => {}
+        }
+    }
+    match failed {
+        Failed::Stream(err) if err.is_limit() => match err {
+            tarstream::Error::LimitExceeded { limit: tarstream::Limit::Bytes(limit), .. } => {
+                Reject::TooLarge { limit }
+            }
+            err => Reject::BadStream { id, source: err },
+        },
+        Failed::Stream(err) if err.is_hostile() => Reject::BadStream { id, source: err },
+        Failed::Stream(tarstream::Error::Io { source, .. }) if is_disk_full(&source) => {
+            let cache_err = artifact_cache::Error::DiskFull {
+                path: app.cache.root().to_owned(),
+                free: 0,
+                floor: 0,
+                source: Some(source),
+            };
+            Reject::DiskFull { id, source: cache_err }
+        }
+        Failed::Stream(err) => Reject::internal(format!("receiving artifact {id}"), err),
+        Failed::Digest { expected, actual } => Reject::DigestMismatch { id, expected, actual },
+        Failed::Commit(err) => app.reject_cache(id, err),
+    }
+}
+
+fn is_disk_full(err: &io::Error) -> bool {
+    matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
+/// The message of an error and its sources, on one line.
+fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+/// The upload's body, zstd-decoded if it says so.
+fn decode(
+    wire: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+    zstd: bool,
+) -> std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> {
+    #[cfg(feature = "zstd")]
+    if zstd {
+        return Box::pin(crate::compress::zstd_decode(wire));
+    }
+    debug_assert!(!zstd, "zstd uploads are refused without the feature");
+    Box::pin(wire)
+}
+
+/// The client's `X-Artifact-Digest`, if it sent one.
+fn expected_digest(headers: &HeaderMap) -> Result<Option<Digest>, Reject> {
+    let Some(value) = headers.get(DIGEST_HEADER) else { return Ok(None) };
+    let text =
+        value.to_str().map_err(|_| Reject::BadRequest(format!("{DIGEST_HEADER} is not text")))?;
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|err| Reject::BadRequest(format!("bad {DIGEST_HEADER}: {err}")))
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Reads and discards a body, up to `limit` bytes and within the idle timeout.
+async fn drain(app: &App, body: Body, limit: u64) {
+    let mut stream = body.into_data_stream();
+    let mut seen = 0u64;
+    while let Ok(Some(Ok(chunk))) =
+        tokio::time::timeout(app.config.idle_timeout, stream.next()).await
+    {
+        seen += chunk.len() as u64;
+        Metrics::add(&app.metrics.bytes_received, chunk.len() as u64);
+        if seen > limit {
+            break;
+        }
+    }
+}
+
+/// `DELETE` removes the artifact: 204, 404, or 409 while it is in use.
+pub(super) async fn delete(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Reject> {
+    let id = parse_id(query.as_deref())?;
+    app.authorize(&headers, Access::Write)?;
+    let cache = app.cache.clone();
+    match bridge::blocking(move || cache.remove(&id)).await {
+        Ok(()) => {
+            tracing::info!("artifact removed");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(err) => Err(app.reject_cache(id, err)),
+    }
+}

@@ -1,0 +1,163 @@
+//! [`serve`]: the accept loop (HTTP/1.1 with hyper, header read timeout, connection limit) and
+//! graceful shutdown; [`shutdown_signal`].
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use artifact_cache::Cache;
+use axum::{Router, extract::ConnectInfo};
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
+
+use super::{ServerConfig, router};
+use crate::Error;
+
+/// How long to pause accepting after `accept` fails (out of file descriptors, for example).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `cache` on `listener` until `shutdown` completes, then stops accepting, lets
+/// in-flight requests finish for up to [`ServerConfig::shutdown_grace`], closes what is left
+/// and returns.
+///
+/// HTTP/1.1 with keep-alive. A client gets [`ServerConfig::header_read_timeout`] to send each
+/// request's headers (also between requests on a kept-alive connection); at most
+/// [`ServerConfig::max_connections`] connections are open at once (more wait in the listen
+/// backlog). Every connection's requests carry the peer address (axum's
+/// [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo)) for the logs.
+///
+/// ```no_run
+/// use artifact_cache::Cache;
+/// use artifact_http::{ServerConfig, serve, shutdown_signal};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cache = Cache::open("/var/cache/artifact")?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8417").await?;
+/// serve(listener, cache, ServerConfig::default(), shutdown_signal()).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Io`] if the listener's address cannot be read. Failures to accept a connection
+/// are logged and retried, not returned.
+pub async fn serve(
+    listener: TcpListener,
+    cache: Cache,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let app = router(cache, config.clone());
+    serve_router(listener, app, &config, shutdown).await
+}
+
+/// Like [`serve`], for any axum [`Router`]: an application that mounts [`router`] among its
+/// own routes (or wraps it in its own layers) gets the same accept loop, header read timeout,
+/// connection limit and graceful shutdown. Of `config`, only `header_read_timeout`,
+/// `max_connections` and `shutdown_grace` apply here.
+///
+/// ```no_run
+/// use artifact_cache::Cache;
+/// use artifact_http::{ServerConfig, router, serve_router, shutdown_signal};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ServerConfig::default();
+/// let app = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "build farm cache" }))
+///     .merge(router(Cache::open("/var/cache/artifact")?, config.clone()));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8417").await?;
+/// serve_router(listener, app, &config, shutdown_signal()).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let addr = listener
+        .local_addr()
+        .map_err(|err| Error::Io { what: "reading the listen address", source: Arc::new(err) })?;
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    info!(%addr, "listening");
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tasks.spawn(async move {
+            if let Err(err) = connection.await {
+                debug!(%peer, error = %err, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    info!(connections = graceful.count(), grace = ?config.shutdown_grace, "shutting down: draining in-flight requests");
+    match tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => info!("drained; stopped"),
+        Err(_) => {
+            warn!(
+                connections = tasks.len(),
+                "grace period over: closing the remaining connections"
+            );
+            tasks.abort_all();
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM: the usual `shutdown` argument of [`serve`].
+///
+/// If the signal handlers cannot be installed, it logs why and never completes.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+        (Err(err), _) | (_, Err(err)) => {
+            warn!(error = %err, "cannot install signal handlers; shut down by killing the process");
+            return std::future::pending().await;
+        }
+    };
+    let name = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    info!(signal = name, "shutdown requested");
+}

@@ -1,0 +1,163 @@
+//! [`Reject`]: why the server refused or failed a request, mapped to a status, a JSON body and
+//! headers, and logged once, in `into_response`.
+
+use std::time::Duration;
+
+use artifact_cache::ArtifactId;
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use tarstream::Digest;
+use tracing::{debug, info, warn};
+
+/// A request the server refused, or could not complete.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Reject {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("artifact {0} not found")]
+    NotFound(ArtifactId),
+    #[error("artifact {id} is {reason}; try again later")]
+    Busy { id: ArtifactId, reason: &'static str, retry_after: u64 },
+    #[error("too many streams in flight; try again later")]
+    Overloaded { retry_after: u64 },
+    #[error("upload larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("bad tar stream for artifact {id}")]
+    BadStream {
+        id: ArtifactId,
+        #[source]
+        source: tarstream::Error,
+    },
+    #[error("artifact {id}: the upload has tree digest {actual}, but {expected} was announced")]
+    DigestMismatch { id: ArtifactId, expected: Digest, actual: Digest },
+    #[error("upload of artifact {id} was cut short: {reason}")]
+    UploadCut { id: ArtifactId, reason: String },
+    #[error("upload of artifact {id} sent nothing for {after:?}")]
+    UploadStalled { id: ArtifactId, after: Duration },
+    #[error("unsupported content encoding {0:?}")]
+    UnsupportedEncoding(String),
+    #[error("not enough disk space for artifact {id}")]
+    DiskFull {
+        id: ArtifactId,
+        #[source]
+        source: artifact_cache::Error,
+    },
+    #[error("internal error: {what}")]
+    Internal {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Reject {
+    /// A 500 for `source`, saying what was being done.
+    pub(crate) fn internal(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Reject {
+        Reject::Internal { what: what.into(), source: source.into() }
+    }
+
+    /// Maps a cache error about `id` that no caller handled more precisely.
+    pub(crate) fn from_cache(
+        id: ArtifactId,
+        err: artifact_cache::Error,
+        retry_after: u64,
+    ) -> Reject {
+        match err {
+            artifact_cache::Error::NotFound { .. } => Reject::NotFound(id),
+            artifact_cache::Error::WriteLocked { .. } => {
+                Reject::Busy { id, reason: "being written or removed", retry_after }
+            }
+            artifact_cache::Error::ReadLocked { .. } => {
+                Reject::Busy { id, reason: "being read", retry_after }
+            }
+            artifact_cache::Error::Timeout { .. } => {
+                Reject::Busy { id, reason: "being written by another upload", retry_after }
+            }
+            err if err.is_disk_full() => Reject::DiskFull { id, source: err },
+            err => Reject::internal(format!("cache operation on {id}"), err),
+        }
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Reject::BadRequest(_)
+            | Reject::BadStream { .. }
+            | Reject::DigestMismatch { .. }
+            | Reject::UploadCut { .. } => StatusCode::BAD_REQUEST,
+            Reject::Unauthorized => StatusCode::UNAUTHORIZED,
+            Reject::NotFound(_) => StatusCode::NOT_FOUND,
+            Reject::Busy { .. } => StatusCode::CONFLICT,
+            Reject::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Reject::UploadStalled { .. } => StatusCode::REQUEST_TIMEOUT,
+            Reject::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Reject::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            Reject::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs the rejection once, at a level that fits how interesting it is.
+    fn log(&self) {
+        let chain = error_chain(self);
+        match self {
+            Reject::NotFound(_) => debug!("{chain}"),
+            Reject::BadRequest(_) | Reject::Unauthorized | Reject::UnsupportedEncoding(_) => {
+                info!("{chain}")
+            }
+            Reject::Busy { .. } => info!(conflict = true, "{chain}"),
+            Reject::Overloaded { .. } | Reject::TooLarge { .. } => info!("{chain}"),
+            Reject::BadStream { .. } | Reject::DigestMismatch { .. } => {
+                warn!(verification_failed = true, "upload rejected, nothing kept: {chain}")
+            }
+            Reject::UploadCut { .. } | Reject::UploadStalled { .. } => {
+                info!("upload aborted, nothing kept: {chain}")
+            }
+            Reject::DiskFull { .. } | Reject::Internal { .. } => warn!("{chain}"),
+        }
+    }
+}
+
+/// `err: source: source...` on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status();
+        // Clients get the whole story for their own mistakes; server-side details stay in the log.
+        let message = if status.is_server_error() { self.to_string() } else { error_chain(&self) };
+        let body = serde_json::json!({ "error": message });
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Reject::Busy { retry_after, .. } | Reject::Overloaded { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Reject::Unauthorized => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"artifact\""),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,152 @@
+//! Concurrency: single flight in one process, the per-endpoint limit measured at the server,
+//! shared failures, and bounded file descriptors under load.
+
+use std::{sync::Arc, time::Duration};
+
+use artifact_testkit::{
+    cache::{TempCache, assert_known, commit_known, test_id},
+    server::{Fault, TestServer},
+};
+
+use crate::support::{assert_absent_and_unlocked, commit_tree, fast, id, run};
+
+#[test]
+fn concurrent_downloads_of_one_id_make_one_transfer() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 1_000_000);
+        let server = TestServer::start(remote.cache().clone()).await;
+        // Slow the first response down so that every caller arrives while it is in flight.
+        server.faults().once(Fault::Delay(Duration::from_millis(200)));
+
+        // 64 tasks sharing one downloader (one in-process flight)...
+        let local = TempCache::new();
+        let downloader = fast([server.url()]).build().unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (downloader, cache) = (downloader.clone(), local.cache().clone());
+                tokio::spawn(async move { downloader.download(&cache, &id(1)).await })
+            })
+            .collect();
+        let mut transferred = 0;
+        for task in tasks {
+            let downloaded = task.await.unwrap().unwrap();
+            assert_eq!(downloaded.metadata().files, 5);
+            transferred += usize::from(downloaded.transferred());
+        }
+        assert_eq!(transferred, 1);
+        assert_eq!(server.stats().downloads(), 1, "one transfer for 64 downloads");
+
+        // ...and 16 separate downloaders: the cache's own single flight de-duplicates.
+        server.faults().once(Fault::Delay(Duration::from_millis(200)));
+        let other = TempCache::new();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let downloader = fast([server.url()]).build().unwrap();
+                let cache = other.cache().clone();
+                tokio::spawn(async move { downloader.download(&cache, &id(1)).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(server.stats().downloads(), 2);
+    });
+}
+
+#[test]
+fn a_failed_transfer_is_shared_not_repeated() {
+    run(async {
+        let remote = TempCache::new();
+        let server = TestServer::start(remote.cache().clone()).await;
+        server.faults().always(Fault::Delay(Duration::from_millis(200)));
+        let local = TempCache::new();
+        let downloader = fast([server.url()]).build().unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (downloader, cache) = (downloader.clone(), local.cache().clone());
+                tokio::spawn(async move { downloader.download(&cache, &id(7)).await })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap_err().is_not_found());
+        }
+        assert_eq!(server.stats().downloads(), 1, "the waiters got the leader's 404");
+        assert_absent_and_unlocked(&local, &id(7)).await;
+    });
+}
+
+#[test]
+fn download_many_respects_the_per_endpoint_limit() {
+    run(async {
+        let remote = TempCache::new();
+        let ids: Vec<_> = (0..200).map(test_id).collect();
+        for id in &ids {
+            commit_known(&remote, id, 2).unwrap();
+        }
+        let server = TestServer::start(remote.cache().clone()).await;
+        // Each response takes a moment, so that requests pile up if the limit leaks.
+        server.faults().always(Fault::Delay(Duration::from_millis(10)));
+        let local = TempCache::new();
+        let downloader = fast([server.url()]).concurrency(64).per_endpoint(8).build().unwrap();
+        let results = downloader.download_many(&local, ids.clone()).await;
+        assert_eq!(results.len(), 200);
+        for ((got, result), want) in results.into_iter().zip(&ids) {
+            assert_eq!(got, *want, "results come in the order asked");
+            let downloaded = result.unwrap();
+            assert_known(downloaded.path(), want, 2);
+        }
+        assert_eq!(server.stats().downloads(), 200);
+        let peak = server.stats().peak_in_flight();
+        assert!(peak <= 8, "{peak} requests in flight at the server");
+        assert!(peak >= 2, "the downloads ran concurrently (peak {peak})");
+    });
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|dir| dir.count()).unwrap_or(0)
+}
+
+#[test]
+fn many_concurrent_downloads_keep_file_descriptors_bounded() {
+    run(async {
+        let remote = TempCache::new();
+        let ids: Vec<_> = (0..300).map(test_id).collect();
+        for id in &ids {
+            commit_known(&remote, id, 3).unwrap();
+        }
+        let server = TestServer::start(remote.cache().clone()).await;
+        let local = TempCache::new();
+        let baseline = open_fds();
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = peak.clone();
+        let downloader = fast([server.url()])
+            .concurrency(64)
+            .per_endpoint(16)
+            .progress(move |p| {
+                if matches!(p.event, artifact_http::ProgressEvent::Started) {
+                    seen.fetch_max(open_fds(), std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .build()
+            .unwrap();
+        // Spawned tasks, not download_many: the limits hold for any caller.
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (downloader, cache, id) = (downloader.clone(), local.cache().clone(), *id);
+                tokio::spawn(async move { downloader.download(&cache, &id).await.map(drop) })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+        // Per transfer in flight: a client socket, a server socket, a few open files, lock
+        // files. 16 transfers at a time (per endpoint), with room for pooled idle connections.
+        assert!(peak.saturating_sub(baseline) < 200, "{baseline} fds before, peak {peak}");
+        let after = open_fds();
+        assert!(after < baseline + 64, "{baseline} fds before, {after} after");
+    });
+}

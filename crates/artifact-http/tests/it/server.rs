@@ -1,0 +1,217 @@
+//! The server's own guarantees: the read lock lives exactly as long as the body, limits,
+//! timeouts against stalled clients, and graceful shutdown.
+
+use std::time::Duration;
+
+use artifact_cache::Cache;
+use artifact_http::{Downloader, ProgressEvent, ServerConfig, protocol};
+use artifact_testkit::{assert_same_tree, cache::TempCache, server::TestServer};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{commit_tree, id, run};
+
+/// Removes `id`, retrying while a reader still holds it (a stream's sender notices its
+/// client is gone within a chunk); the test's watchdog bounds the wait.
+async fn remove_when_released(cache: &Cache, id: &artifact_cache::ArtifactId) {
+    loop {
+        match cache.remove(id) {
+            Ok(()) => return,
+            Err(err) if err.is_locked() => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_read_lock_is_held_exactly_while_the_body_streams() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 8 << 20);
+        let server = TestServer::start(remote.cache().clone()).await;
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+
+        // While the body is open, the artifact cannot be removed.
+        let response = reqwest::get(&url).await.unwrap();
+        let mut body = response.bytes_stream();
+        body.next().await.unwrap().unwrap();
+        let err = remote.remove(&id(1)).unwrap_err();
+        assert!(err.is_locked(), "{err:?}");
+
+        // Read to the end: released by the time the client has seen the end.
+        while let Some(chunk) = body.next().await {
+            chunk.unwrap();
+        }
+        drop(body);
+        remote.remove(&id(1)).expect("released once the body ended");
+    });
+}
+
+#[test]
+fn a_client_that_disconnects_releases_the_read_lock() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 8 << 20);
+        let server = TestServer::start(remote.cache().clone()).await;
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let response = reqwest::get(&url).await.unwrap();
+        let mut body = response.bytes_stream();
+        body.next().await.unwrap().unwrap();
+        assert!(remote.remove(&id(1)).unwrap_err().is_locked());
+        drop(body);
+        server.stats().wait_idle().await;
+        remove_when_released(&remote, &id(1)).await;
+        // And the server still serves.
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 404);
+    });
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
+    run(async {
+        let remote = TempCache::new();
+        // Larger than what the socket buffers of both sides can absorb.
+        commit_tree(&remote, &id(1), 48 << 20);
+        let config = ServerConfig::default().idle_timeout(Duration::from_millis(300));
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let request = format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).await.unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&head[..n]));
+        // Read nothing more: the server's sender times out and lets the artifact go while
+        // this connection is still open.
+        remove_when_released(&remote, &id(1)).await;
+        drop(stream);
+    });
+}
+
+#[test]
+fn the_stream_limit_answers_503_with_retry_after() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 8 << 20);
+        let config = ServerConfig::default().max_streams(1).retry_after(Duration::from_secs(2));
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let first = reqwest::get(&url).await.unwrap();
+        assert_eq!(first.status(), 200);
+        let second = reqwest::get(&url).await.unwrap();
+        assert_eq!(second.status(), 503);
+        assert_eq!(second.headers()["retry-after"], "2");
+        // HEAD needs no stream slot.
+        let head = reqwest::Client::new().head(&url).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        first.bytes().await.unwrap();
+        server.stats().wait_idle().await;
+        // The slot is free again once the first body has ended.
+        let mut third = reqwest::get(&url).await.unwrap();
+        while third.status() == 503 {
+            // The slot goes back a moment after the client sees the end; that moment is
+            // bounded by the watchdog.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            third = reqwest::get(&url).await.unwrap();
+        }
+        assert_eq!(third.status(), 200);
+    });
+}
+
+#[test]
+fn a_stalled_upload_is_cut_off_and_leaves_nothing() {
+    run(async {
+        let remote = TempCache::new();
+        let config = ServerConfig::default().idle_timeout(Duration::from_millis(300));
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let request = format!(
+            "PUT {} HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n",
+            protocol::artifact_path(&id(1))
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(&[0u8; 700]).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        crate::support::assert_absent_and_unlocked(&remote, &id(1)).await;
+    });
+}
+
+#[test]
+fn a_client_that_sends_no_headers_is_disconnected() {
+    run(async {
+        let remote = TempCache::new();
+        let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        let mut rest = Vec::new();
+        // The server gives up on the headers and closes: EOF (or a reset), not a hang.
+        let _ = stream.read_to_end(&mut rest).await;
+    });
+}
+
+#[test]
+fn shutdown_drains_in_flight_downloads() {
+    run(async {
+        let remote = TempCache::new();
+        let local = TempCache::new();
+        commit_tree(&remote, &id(1), 16 << 20);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(artifact_http::serve(
+            listener,
+            remote.cache().clone(),
+            ServerConfig::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        // Ask for shutdown as soon as the body starts flowing.
+        let stop = std::sync::Mutex::new(Some(stop));
+        let downloader = Downloader::builder()
+            .endpoint(&url)
+            .progress(move |p| {
+                if matches!(p.event, ProgressEvent::Received) {
+                    if let Some(stop) = stop.lock().unwrap().take() {
+                        let _ = stop.send(());
+                    }
+                }
+            })
+            .build()
+            .unwrap();
+        let downloaded = downloader.download(&local, &id(1)).await.expect("drained, not cut");
+        assert_same_tree(remote.get(&id(1)).unwrap().path(), downloaded.path());
+        server.await.unwrap().unwrap();
+        // Nobody listens any more.
+        let err = Downloader::builder().endpoint(&url).attempts(1).build().unwrap();
+        assert!(err.download(&TempCache::new(), &id(1)).await.is_err());
+    });
+}
+
+#[test]
+fn shutdown_closes_what_is_left_after_the_grace_period() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 48 << 20);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = ServerConfig::default().shutdown_grace(Duration::from_millis(200));
+        let server = tokio::spawn(artifact_http::serve(listener, remote.cache().clone(), config, async move {
+            let _ = stopped.await;
+        }));
+        // A client that reads the head and then nothing.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 64];
+        stream.read(&mut head).await.unwrap();
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        // The stream was cut: its read lock goes with it.
+        remove_when_released(&remote, &id(1)).await;
+    });
+}
