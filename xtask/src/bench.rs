@@ -37,7 +37,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 fn run_suite(suite: &str) -> anyhow::Result<Option<String>> {
     match suite {
         "tarstream" => tarstream::run(),
-        "cache" => cache::run(),
+        "cache" => cache::run().map(Some),
         _ => bail!("bench: the `{suite}` suite is not written yet"),
     }
 }

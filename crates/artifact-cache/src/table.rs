@@ -20,7 +20,7 @@ use crate::{ArtifactId, Metadata, lockfile::LockFile};
 
 const SHARDS: usize = 16;
 /// Idle entries a shard keeps (each holds an open lock file).
-const IDLE_PER_SHARD: usize = 16;
+const IDLE_PER_SHARD: usize = 8;
 
 /// The in-process state of every id in use.
 #[derive(Debug)]

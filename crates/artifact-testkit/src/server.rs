@@ -291,7 +291,8 @@ async fn inject(State(state): State<LayerState>, request: Request, next: Next) -
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(*code).expect("a valid status code");
             let body = format!("{{\"error\":\"injected fault: status {code}\"}}");
-            let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            let mut response =
+                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
             if matches!(code, 409 | 503) {
                 response.headers_mut().insert(header::RETRY_AFTER, 0.into());
             }

@@ -112,7 +112,7 @@ fn open_fds() -> usize {
 fn many_concurrent_downloads_keep_file_descriptors_bounded() {
     run(async {
         let remote = TempCache::new();
-        let ids: Vec<_> = (0..300).map(test_id).collect();
+        let ids: Vec<_> = (0..400).map(test_id).collect();
         for id in &ids {
             commit_known(&remote, id, 3).unwrap();
         }
@@ -143,10 +143,17 @@ fn many_concurrent_downloads_keep_file_descriptors_bounded() {
             task.await.unwrap().unwrap();
         }
         let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
-        // Per transfer in flight: a client socket, a server socket, a few open files, lock
-        // files. 16 transfers at a time (per endpoint), with room for pooled idle connections.
-        assert!(peak.saturating_sub(baseline) < 200, "{baseline} fds before, peak {peak}");
+        // Each cache keeps at most 128 idle lock files open (artifact-cache's table), and
+        // there are two here. In flight: up to 64 transfers holding a writer's lock file while
+        // they wait for one of 16 per-endpoint slots, and per running transfer a client and a
+        // server socket, the files being sent and written and their directories. A descriptor
+        // kept per id (400 of them) would break both bounds.
+        let idle = 2 * 128;
+        assert!(
+            peak.saturating_sub(baseline) < idle + 64 + 16 * 12,
+            "{baseline} fds before, peak {peak}"
+        );
         let after = open_fds();
-        assert!(after < baseline + 64, "{baseline} fds before, {after} after");
+        assert!(after < baseline + idle + 32, "{baseline} fds before, {after} after");
     });
 }

@@ -24,7 +24,8 @@ fn a_cut_at_any_offset_never_commits_anything() {
         let server = TestServer::start(remote.cache().clone()).await;
         let downloader = fast([server.url()]).attempts(1).build().unwrap();
         let mut rng = fastrand::Rng::with_seed(0x5eed);
-        let mut offsets = vec![0, 1, 511, 512, 513, 1024, len / 2, len - 1025, len - 1024, len - 512, len - 1];
+        let mut offsets =
+            vec![0, 1, 511, 512, 513, 1024, len / 2, len - 1025, len - 1024, len - 512, len - 1];
         offsets.extend((0..24).map(|_| rng.u64(0..len)));
         for offset in offsets {
             server.faults().once(Fault::CutAfter(offset));
@@ -174,11 +175,8 @@ fn stalling_peers_time_out_and_a_healthy_one_serves() {
         let half = FakePeer::start(Behavior::StallAfterHeaders(vec![0; 700])).await;
         for url in [stalling_server.url(), silent.url(), half.url()] {
             let local = TempCache::new();
-            let alone = fast([url])
-                .attempts(1)
-                .idle_timeout(Duration::from_millis(300))
-                .build()
-                .unwrap();
+            let alone =
+                fast([url]).attempts(1).idle_timeout(Duration::from_millis(300)).build().unwrap();
             let err = alone.download(&local, &id(1)).await.unwrap_err();
             assert!(
                 matches!(err, Error::Timeout { what: TimeoutKind::Idle, .. }),
@@ -213,7 +211,13 @@ fn garbage_and_hang_ups_fail_over_to_a_healthy_peer() {
         urls.push(refused.clone());
         for url in &urls {
             let local = TempCache::new();
-            let err = fast([url.as_str()]).attempts(1).build().unwrap().download(&local, &id(1)).await.unwrap_err();
+            let err = fast([url.as_str()])
+                .attempts(1)
+                .build()
+                .unwrap()
+                .download(&local, &id(1))
+                .await
+                .unwrap_err();
             assert!(err.is_remote(), "{url}: {err:?}");
             assert_absent_and_unlocked(&local, &id(1)).await;
         }
@@ -260,10 +264,11 @@ fn dropping_a_download_midway_commits_nothing_and_leaks_no_lock() {
         let tx = std::sync::Mutex::new(Some(tx));
         let downloader = fast([server.url()])
             .progress(move |p| {
-                if matches!(p.event, ProgressEvent::Received) && p.bytes >= 100_000 {
-                    if let Some(tx) = tx.lock().unwrap().take() {
-                        let _ = tx.send(());
-                    }
+                if matches!(p.event, ProgressEvent::Received)
+                    && p.bytes >= 100_000
+                    && let Some(tx) = tx.lock().unwrap().take()
+                {
+                    let _ = tx.send(());
                 }
             })
             .build()

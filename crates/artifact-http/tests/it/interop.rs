@@ -11,7 +11,11 @@ use crate::support::{commit_tree, fill, id, run};
 /// Runs a bash pipeline (with `pipefail`) off the runtime, and checks it succeeded.
 async fn sh(script: String) -> String {
     tokio::task::spawn_blocking(move || {
-        let output = Command::new("bash").args(["-o", "pipefail", "-c"]).arg(&script).output().expect("sh runs");
+        let output = Command::new("bash")
+            .args(["-o", "pipefail", "-c"])
+            .arg(&script)
+            .output()
+            .expect("sh runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{script}\nfailed: {stderr}");
         String::from_utf8_lossy(&output.stdout).into_owned()
@@ -42,13 +46,22 @@ fn a_gnu_tar_archive_uploads_with_curl() {
         let source = work.path().join("src");
         fill(&source, &id(1), 200_000);
         let archive = work.path().join("x.tar");
-        sh(format!("tar --format=gnu -cf '{}' -C '{}' .", archive.display(), source.display())).await;
+        sh(format!("tar --format=gnu -cf '{}' -C '{}' .", archive.display(), source.display()))
+            .await;
         let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
-        let status = sh(format!("curl -sS -o /dev/null -w '%{{http_code}}' -T '{}' '{url}'", archive.display())).await;
+        let status = sh(format!(
+            "curl -sS -o /dev/null -w '%{{http_code}}' -T '{}' '{url}'",
+            archive.display()
+        ))
+        .await;
         assert_eq!(status, "201");
         assert_same_tree(&source, remote.get(&id(1)).unwrap().path());
         // Again: it exists.
-        let status = sh(format!("curl -sS -o /dev/null -w '%{{http_code}}' -T '{}' '{url}'", archive.display())).await;
+        let status = sh(format!(
+            "curl -sS -o /dev/null -w '%{{http_code}}' -T '{}' '{url}'",
+            archive.display()
+        ))
+        .await;
         assert_eq!(status, "200");
     });
 }

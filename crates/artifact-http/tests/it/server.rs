@@ -75,11 +75,16 @@ fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
         let config = ServerConfig::default().idle_timeout(Duration::from_millis(300));
         let server = TestServer::start_with(remote.cache().clone(), config).await;
         let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-        let request = format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
+        let request =
+            format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut head = [0u8; 64];
         let n = stream.read(&mut head).await.unwrap();
-        assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&head[..n]));
+        assert!(
+            head[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&head[..n])
+        );
         // Read nothing more: the server's sender times out and lets the artifact go while
         // this connection is still open.
         remove_when_released(&remote, &id(1)).await;
@@ -174,10 +179,10 @@ fn shutdown_drains_in_flight_downloads() {
         let downloader = Downloader::builder()
             .endpoint(&url)
             .progress(move |p| {
-                if matches!(p.event, ProgressEvent::Received) {
-                    if let Some(stop) = stop.lock().unwrap().take() {
-                        let _ = stop.send(());
-                    }
+                if matches!(p.event, ProgressEvent::Received)
+                    && let Some(stop) = stop.lock().unwrap().take()
+                {
+                    let _ = stop.send(());
                 }
             })
             .build()
@@ -200,15 +205,22 @@ fn shutdown_closes_what_is_left_after_the_grace_period() {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = ServerConfig::default().shutdown_grace(Duration::from_millis(200));
-        let server = tokio::spawn(artifact_http::serve(listener, remote.cache().clone(), config, async move {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(artifact_http::serve(
+            listener,
+            remote.cache().clone(),
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         // A client that reads the head and then nothing.
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
+        let request =
+            format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut head = [0u8; 64];
-        stream.read(&mut head).await.unwrap();
+        let read = stream.read(&mut head).await.unwrap();
+        assert!(read > 0, "the server answered nothing");
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
         // The stream was cut: its read lock goes with it.

@@ -33,7 +33,8 @@ pub(crate) fn commit_tree(cache: &Cache, id: &ArtifactId, big: usize) -> Metadat
 /// Fills `dir` (see [`commit_tree`]).
 pub(crate) fn fill(dir: &Path, id: &ArtifactId, big: usize) {
     let tree = TreeBuilder::new(dir);
-    let seed = id.as_bytes().iter().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+    let seed =
+        id.as_bytes().iter().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut blob = vec![0u8; big];
     rng.fill(&mut blob);

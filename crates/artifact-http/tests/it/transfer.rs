@@ -117,7 +117,8 @@ fn listing_pages_and_streams_every_artifact() {
         let mut pages = 0;
         loop {
             let url = format!("{}/artifacts?limit=10{after}", server.url());
-            let page: serde_json::Value = crate::support::json(http.get(url).send().await.unwrap()).await;
+            let page: serde_json::Value =
+                crate::support::json(http.get(url).send().await.unwrap()).await;
             pages += 1;
             for artifact in page["artifacts"].as_array().unwrap() {
                 assert_eq!(artifact["files"], 5, "{artifact}");
@@ -142,7 +143,12 @@ fn listing_pages_and_streams_every_artifact() {
         let text = ndjson.text().await.unwrap();
         let mut streamed: Vec<String> = text
             .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].as_str().unwrap().to_owned())
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         streamed.sort();
         assert_eq!(streamed, expected);
@@ -163,9 +169,13 @@ fn metrics_count_requests_hits_misses_and_bytes() {
         let downloaded = downloader.download(&local, &id(1)).await.unwrap();
         let bytes = downloaded.stream_bytes();
         assert!(downloader.download(&TempCache::new(), &id(2)).await.unwrap_err().is_not_found());
-        let text = reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
+        let text =
+            reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
         let value = |name: &str| -> u64 {
-            let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"));
             line.rsplit_once(' ').unwrap().1.parse().unwrap()
         };
         assert_eq!(value("artifact_http_requests_total{endpoint=\"get\",status=\"200\"}"), 1);
@@ -211,15 +221,23 @@ fn zstd_downloads_when_asked() {
         writer.commit().unwrap();
         let server = TestServer::start(remote.cache().clone()).await;
         let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
-        let response =
-            reqwest::Client::new().get(&url).header("accept-encoding", "zstd").send().await.unwrap();
+        let response = reqwest::Client::new()
+            .get(&url)
+            .header("accept-encoding", "zstd")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.headers()["content-encoding"], "zstd");
         let compressed = response.bytes().await.unwrap();
         assert!(compressed.len() < 100_000, "{} bytes", compressed.len());
 
         let downloader = fast([server.url()]).zstd(true).build().unwrap();
         let downloaded = downloader.download(&local, &id(1)).await.unwrap();
-        assert!(downloaded.stream_bytes() < 100_000, "{} bytes on the wire", downloaded.stream_bytes());
+        assert!(
+            downloaded.stream_bytes() < 100_000,
+            "{} bytes on the wire",
+            downloaded.stream_bytes()
+        );
         assert_same_tree(remote.get(&id(1)).unwrap().path(), downloaded.path());
     });
 }

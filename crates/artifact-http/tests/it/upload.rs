@@ -83,10 +83,20 @@ fn hostile_cut_and_garbage_uploads_are_400_and_nothing_is_kept() {
             let response = http.put(put_url(&server, 1)).body(body).send().await.unwrap();
             assert_eq!(response.status(), 400, "{what}");
             let message: serde_json::Value = crate::support::json(response).await;
-            assert!(message["error"].as_str().unwrap().contains("bad tar stream"), "{what}: {message}");
+            assert!(
+                message["error"].as_str().unwrap().contains("bad tar stream"),
+                "{what}: {message}"
+            );
             assert_absent_and_unlocked(&remote, &id(1)).await;
         }
-        let metrics = http.get(format!("{}/metrics", server.url())).send().await.unwrap().text().await.unwrap();
+        let metrics = http
+            .get(format!("{}/metrics", server.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(metrics.contains("artifact_http_uploads_rejected_total 6"), "{metrics}");
 
         // The same stream, whole, is accepted.
@@ -115,7 +125,13 @@ fn a_wrong_digest_header_is_400_and_nothing_is_kept() {
             .unwrap();
         assert_eq!(response.status(), 400);
         assert_absent_and_unlocked(&remote, &id(1)).await;
-        let bad = http.put(put_url(&server, 1)).header(protocol::DIGEST_HEADER, "xyz").body(stream.clone()).send().await.unwrap();
+        let bad = http
+            .put(put_url(&server, 1))
+            .header(protocol::DIGEST_HEADER, "xyz")
+            .body(stream.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(bad.status(), 400);
 
         let right = tarstream::digest_dir(source.path()).unwrap().digest;
@@ -167,14 +183,23 @@ fn concurrent_uploads_of_one_id_make_one_201_and_the_rest_200() {
         // The first upload sends half its body, then waits until the others have arrived.
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let (head, tail) = (stream.slice(..stream.len() / 2), stream.slice(stream.len() / 2..));
-        let first_body = futures_util::stream::unfold((Some(head), Some(tail), Some(released)), |(head, tail, released)| async move {
-            if let Some(head) = head {
-                return Some((Ok::<_, std::io::Error>(head), (None, tail, released)));
-            }
-            let _ = released?.await;
-            tail.map(|tail| (Ok(tail), (None, None, None)))
-        });
-        let first = tokio::spawn(http.put(put_url(&server, 1)).body(reqwest::Body::wrap_stream(first_body)).send());
+        let first_body = futures_util::stream::unfold(
+            (Some(head), Some(tail), Some(released)),
+            |(head, tail, released)| async move {
+                if let Some(head) = head {
+                    return Some((Ok::<_, std::io::Error>(head), (None, tail, released)));
+                }
+                let _ = released?.await;
+                tail.map(|tail| (Ok(tail), (None, None, None)))
+            },
+        );
+        let first = tokio::spawn(
+            http.put(put_url(&server, 1)).body(reqwest::Body::wrap_stream(first_body)).send(),
+        );
+        // Only once the first upload holds the write lock do the others start.
+        while !matches!(remote.get(&id(1)), Err(artifact_cache::Error::WriteLocked { .. })) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let others: Vec<_> = (0..7)
             .map(|_| tokio::spawn(http.put(put_url(&server, 1)).body(stream.clone()).send()))
             .collect();
@@ -205,7 +230,13 @@ fn tokens_guard_writes_and_optionally_reads() {
         let none = http.put(put_url(&server, 1)).body(body.clone()).send().await.unwrap();
         assert_eq!(none.status(), 401);
         assert_eq!(none.headers()["www-authenticate"], "Bearer realm=\"artifact\"");
-        let wrong = http.put(put_url(&server, 1)).bearer_auth("s3cre").body(body.clone()).send().await.unwrap();
+        let wrong = http
+            .put(put_url(&server, 1))
+            .bearer_auth("s3cre")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(wrong.status(), 401);
         assert_eq!(http.delete(put_url(&server, 2)).send().await.unwrap().status(), 401);
         assert_absent_and_unlocked(&remote, &id(1)).await;
@@ -218,11 +249,22 @@ fn tokens_guard_writes_and_optionally_reads() {
         let with = fast([server.url()]).token("s3cret".to_owned()).build().unwrap();
         assert_eq!(with.upload(&local, &id(1)).await.unwrap().outcome, UploadOutcome::Created);
 
-        let guarded = TestServer::start_with(remote.cache().clone(), config.token_for_reads(true)).await;
+        let guarded =
+            TestServer::start_with(remote.cache().clone(), config.token_for_reads(true)).await;
         assert_eq!(http.get(put_url(&guarded, 2)).send().await.unwrap().status(), 401);
-        assert_eq!(http.get(format!("{}/artifacts", guarded.url())).send().await.unwrap().status(), 401);
-        assert_eq!(http.get(format!("{}/healthz", guarded.url())).send().await.unwrap().status(), 200);
-        let reader = Downloader::builder().endpoint(guarded.url()).token("s3cret".to_owned()).build().unwrap();
+        assert_eq!(
+            http.get(format!("{}/artifacts", guarded.url())).send().await.unwrap().status(),
+            401
+        );
+        assert_eq!(
+            http.get(format!("{}/healthz", guarded.url())).send().await.unwrap().status(),
+            200
+        );
+        let reader = Downloader::builder()
+            .endpoint(guarded.url())
+            .token("s3cret".to_owned())
+            .build()
+            .unwrap();
         reader.download(&TempCache::new(), &id(2)).await.unwrap();
     });
 }
@@ -234,7 +276,13 @@ fn a_full_disk_is_507_and_nothing_is_kept() {
         commit_tree(&local, &id(1), 1000);
         let remote = TempCache::with_options(Options::default().min_free_bytes(u64::MAX));
         let server = TestServer::start(remote.cache().clone()).await;
-        let err = fast([server.url()]).attempts(1).build().unwrap().upload(&local, &id(1)).await.unwrap_err();
+        let err = fast([server.url()])
+            .attempts(1)
+            .build()
+            .unwrap()
+            .upload(&local, &id(1))
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), Some(507), "{err:?}");
         remote.set_min_free_bytes(0);
         assert_absent_and_unlocked(&remote, &id(1)).await;
@@ -251,7 +299,8 @@ fn zstd_uploads() {
         std::fs::write(writer.path().join("text"), "compressible ".repeat(100_000)).unwrap();
         writer.commit().unwrap();
         let server = TestServer::start(remote.cache().clone()).await;
-        let uploaded = fast([server.url()]).zstd(true).build().unwrap().upload(&local, &id(1)).await.unwrap();
+        let uploaded =
+            fast([server.url()]).zstd(true).build().unwrap().upload(&local, &id(1)).await.unwrap();
         assert_eq!(uploaded.outcome, UploadOutcome::Created);
         assert!(uploaded.bytes < 100_000, "{} bytes on the wire", uploaded.bytes);
         assert_same_tree(local.get(&id(1)).unwrap().path(), remote.get(&id(1)).unwrap().path());
