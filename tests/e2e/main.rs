@@ -5,5 +5,6 @@
 
 mod cli;
 mod local;
+mod net;
 mod pack;
 mod support;

@@ -1,9 +1,6 @@
 //! The `artifact` command-line program: parses the command line, sets up logging, runs one
 //! subcommand and turns its outcome into an exit status.
 
-// TODO(issues 2-4): remove once every command is written and uses what it is given.
-#![allow(dead_code)]
-
 mod cli;
 mod cmd;
 mod exit;
@@ -73,7 +70,12 @@ fn init_logging(flag: Option<&str>, default: &str) {
         None => EnvFilter::try_from_default_env().ok(),
     }
     .unwrap_or_else(|| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// `$XDG_CACHE_HOME/artifact` (or the platform's user cache directory), else `./artifact-cache`.

@@ -27,6 +27,7 @@ use super::{
 /// The middleware (see the module docs).
 pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next) -> Response {
     let endpoint = Endpoint::of(request.method(), request.uri().path());
+    let head = request.method() == axum::http::Method::HEAD;
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
@@ -44,6 +45,8 @@ pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next
     span.record("status", status);
     app.metrics.request(endpoint, status);
     let (parts, body) = response.into_parts();
+    // Hyper never polls a body that says it is over (nor one answering HEAD).
+    let over = head || body.is_end_stream();
     let finish = Finish {
         span,
         started,
@@ -51,7 +54,7 @@ pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next
         endpoint,
         metrics: app.metrics.clone(),
         bytes: 0,
-        outcome: None,
+        outcome: over.then_some("complete"),
     };
     Response::from_parts(parts, Body::new(Observed { inner: body, finish }))
 }
@@ -86,11 +89,16 @@ impl HttpBody for Observed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut inner = this.inner;
+        let polled = inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.finish.bytes += data.len() as u64;
+                }
+                // Hyper stops polling once a body of known length has yielded it all.
+                if inner.is_end_stream() {
+                    this.finish.outcome = Some("complete");
                 }
             }
             Poll::Ready(Some(Err(_))) => this.finish.outcome = Some("failed"),

@@ -66,7 +66,7 @@ pub(crate) fn add(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
 }
 
 /// `1 file`, `2 files`.
-fn count(n: u64, noun: &str) -> String {
+pub(crate) fn count(n: u64, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 

@@ -52,30 +52,7 @@ pub(crate) fn pack(ctx: &Context, args: PackArgs) -> anyhow::Result<()> {
 
 pub(crate) fn unpack(ctx: &Context, args: UnpackArgs) -> anyhow::Result<()> {
     let dir = &args.dir;
-    let created = match fs::symlink_metadata(dir) {
-        Err(err) if err.kind() == io::ErrorKind::NotFound => true,
-        Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
-        Ok(meta) if meta.is_dir() => {
-            let mut entries =
-                fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-            if entries.next().is_some() {
-                return Err(fail(
-                    Exit::Usage,
-                    anyhow::anyhow!(
-                        "{} is not empty; unpack needs an empty directory",
-                        dir.display()
-                    ),
-                ));
-            }
-            false
-        }
-        Ok(_) => {
-            return Err(fail(
-                Exit::Usage,
-                anyhow::anyhow!("{} exists and is not a directory", dir.display()),
-            ));
-        }
-    };
+    let created = prepare_dest(dir, "unpack")?;
     let input = raw(io::stdin().as_fd())?;
     grow_pipe(&input);
     match tarstream::receive_with(dir, &input, &ReceiveOptions::default()) {
@@ -94,9 +71,40 @@ pub(crate) fn unpack(ctx: &Context, args: UnpackArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Makes sure `dir` can receive a tree: creates it if absent (returning `true`), accepts it
+/// if it is an empty directory (`false`), and refuses anything else as a usage error naming
+/// `command`.
+pub(crate) fn prepare_dest(dir: &Path, command: &str) -> anyhow::Result<bool> {
+    match fs::symlink_metadata(dir) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ok(true)
+        }
+        Err(err) => Err(err).with_context(|| format!("reading {}", dir.display())),
+        Ok(meta) if meta.is_dir() => {
+            let mut entries =
+                fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+            if entries.next().is_some() {
+                return Err(fail(
+                    Exit::Usage,
+                    anyhow::anyhow!(
+                        "{} is not empty; {command} needs an empty directory",
+                        dir.display()
+                    ),
+                ));
+            }
+            Ok(false)
+        }
+        Ok(_) => Err(fail(
+            Exit::Usage,
+            anyhow::anyhow!("{} exists and is not a directory", dir.display()),
+        )),
+    }
+}
+
 /// Removes what a failed unpack left: DIR itself if it was created, else its contents.
 /// Never follows symlinks (`remove_dir_all` and `remove_file` act on the links themselves).
-fn clean(dir: &Path, created: bool) -> io::Result<()> {
+pub(crate) fn clean(dir: &Path, created: bool) -> io::Result<()> {
     if created {
         return match fs::remove_dir_all(dir) {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),

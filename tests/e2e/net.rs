@@ -1,0 +1,227 @@
+//! The networked commands: `serve`, `get`, `put`, between real processes over loopback.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+};
+
+use artifact_testkit::assert_same_tree;
+
+use crate::support::{artifact, code, run, stderr};
+
+/// A running `artifact serve`, stopped (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    /// Starts `artifact --root <root> serve --listen 127.0.0.1:0 <extra...>` and waits for
+    /// the line that names its address.
+    fn start(root: &Path, extra: &[&str]) -> Server {
+        let mut child = artifact(["--root".as_ref(), root.as_os_str()])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("artifact serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .rsplit_once(" on ")
+            .map(|(_, url)| url.to_owned())
+            .unwrap_or_else(|| panic!("serve printed {line:?}"));
+        assert!(line.contains(&root.display().to_string()), "serve names its root: {line:?}");
+        Server { child, url }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(root: &Path, args: &[&str]) -> Output {
+    run(artifact(["--root".as_ref(), root.as_os_str()]).args(args))
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(out).trim())
+        .unwrap_or_else(|err| panic!("{err}: {:?}", stdout(out)))
+}
+
+/// A tree with a nested file, an executable, a symlink and an empty directory.
+fn tree(dir: &Path, text: &str) -> std::path::PathBuf {
+    let src = dir.join(format!("src-{text}"));
+    fs::create_dir_all(src.join("bin")).unwrap();
+    fs::create_dir_all(src.join("empty")).unwrap();
+    fs::write(src.join("bin/tool"), "#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(src.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(src.join("data.txt"), text.repeat(10_000)).unwrap();
+    std::os::unix::fs::symlink("bin/tool", src.join("tool")).unwrap();
+    src
+}
+
+fn ok(out: &Output) {
+    assert_eq!(code(out), 0, "stdout: {}\nstderr: {}", stdout(out), stderr(out));
+}
+
+#[test]
+fn get_downloads_from_a_server_and_places_a_writable_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local) = (dir.path().join("remote"), dir.path().join("local"));
+    let src = tree(dir.path(), "a");
+    let server = Server::start(&remote, &[]);
+    // The server's cache is shared with other processes: `add` fills it while it runs.
+    ok(&cli(&remote, &["add", "a1", src.to_str().unwrap()]));
+
+    let out_dir = dir.path().join("out");
+    let out = cli(
+        &local,
+        &["--json", "get", "a1", "--from", &server.url, "--out", out_dir.to_str().unwrap()],
+    );
+    ok(&out);
+    let result = json(&out);
+    assert_eq!(result["id"], "a1");
+    assert_eq!(result["transferred"], true);
+    assert_eq!(result["endpoint"], server.url.as_str());
+    assert_eq!(result["files"], 2);
+    assert_same_tree(&src, &out_dir);
+    // The copy is the caller's to change; the cache's files are not.
+    fs::write(out_dir.join("data.txt"), "changed").unwrap();
+    ok(&cli(&local, &["verify", "a1"]));
+
+    // Now it is local: no transfer.
+    let out = cli(&local, &["--json", "get", "a1", "--from", &server.url]);
+    ok(&out);
+    assert_eq!(json(&out)["transferred"], false);
+
+    // --out refuses a non-empty directory, and the cache keeps the artifact.
+    let out =
+        cli(&local, &["get", "a1", "--from", &server.url, "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn get_fails_over_to_the_next_server_and_reports_absence_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local) = (dir.path().join("remote"), dir.path().join("local"));
+    let src = tree(dir.path(), "b");
+    let server = Server::start(&remote, &[]);
+    ok(&cli(&remote, &["add", "b1", src.to_str().unwrap()]));
+    // A port nobody listens on: bind one, note it, close it.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+
+    let out = cli(&local, &["--json", "get", "b1", "--from", &dead, "--from", &server.url]);
+    ok(&out);
+    assert_eq!(json(&out)["endpoint"], server.url.as_str());
+
+    let out = cli(&local, &["get", "b2", "--from", &server.url]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    let out = cli(&local, &["get", "b2", "--from", &dead, "--timeout", "20"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
+    // Nothing partial was left behind.
+    let out = cli(&local, &["--json", "ls"]);
+    ok(&out);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+}
+
+#[test]
+fn put_uploads_once_and_a_token_guards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local) = (dir.path().join("remote"), dir.path().join("local"));
+    let src = tree(dir.path(), "c");
+    let token = dir.path().join("token");
+    fs::write(&token, "s3cret\n").unwrap();
+    let server = Server::start(&remote, &["--token-file", token.to_str().unwrap()]);
+    ok(&cli(&local, &["add", "c1", src.to_str().unwrap()]));
+
+    let out = cli(&local, &["put", "c1", "--to", &server.url]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let wrong = dir.path().join("wrong");
+    fs::write(&wrong, "guess").unwrap();
+    let out =
+        cli(&local, &["put", "c1", "--to", &server.url, "--token-file", wrong.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+
+    let with_token = ["--token-file", token.to_str().unwrap()];
+    let out =
+        cli(&local, &[&["--json", "put", "c1", "--to", &server.url][..], &with_token].concat());
+    ok(&out);
+    assert_eq!(json(&out)["created"], true);
+    let out =
+        cli(&local, &[&["--json", "put", "c1", "--to", &server.url][..], &with_token].concat());
+    ok(&out);
+    assert_eq!(json(&out)["created"], false);
+
+    // Reads need no token; what arrived is the same tree.
+    let other = dir.path().join("other");
+    let out_dir = dir.path().join("out");
+    ok(&cli(&other, &["get", "c1", "--from", &server.url, "--out", out_dir.to_str().unwrap()]));
+    assert_same_tree(&src, &out_dir);
+
+    // Absent locally: exit 3, nothing sent.
+    let out = cli(&local, &[&["put", "c2", "--to", &server.url][..], &with_token].concat());
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("remote"), &[]);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for args in [
+        &["get", "xyz", "--from", "http://127.0.0.1:1"][..],
+        &["get", "ab", "--from", "ftp://127.0.0.1:1"],
+        &["get", "ab", "--from", "http://127.0.0.1:1", "--timeout", "-1"],
+        &["put", "ab", "--to", "not a url"],
+        &["serve", "--max-size", "lots"],
+        &["serve", "--max-streams", "0"],
+        &["serve", "--listen", "nowhere"],
+    ] {
+        let out = cli(&root, args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).lines().count() >= 1, "{args:?} says why");
+    }
+    // A token file that is missing or empty.
+    let empty = dir.path().join("empty");
+    fs::write(&empty, "  \n").unwrap();
+    let out = cli(&root, &["serve", "--token-file", empty.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = cli(&root, &["serve", "--token-file", dir.path().join("absent").to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+}
