@@ -163,9 +163,12 @@ fn churn(root: &std::ffi::OsStr, seed: u64, fsync: bool) {
     let mut rng = Rng::new(seed);
     for step in 0.. {
         random_op(&cache, &mut rng, 6);
-        if let Some(id) = (0..6).map(test_id).find(|id| cache.get(id).is_ok()) {
+        // Keep the guard found: the other process may remove and recreate the id as soon as
+        // it is dropped.
+        let found = (0..6).map(test_id).find_map(|id| cache.get(&id).ok().map(|r| (id, r)));
+        if let Some((id, reader)) = found {
             let n = u64::from_be_bytes(id.as_bytes().try_into().unwrap());
-            assert_known(cache.get(&id).unwrap().path(), &id, files_for(n));
+            assert_known(reader.path(), &id, files_for(n));
         }
         say(&format!("step {step}"));
     }

@@ -118,7 +118,10 @@ pub(super) async fn put(
         Metrics::add(&app.metrics.uploads_rejected, 1);
         return Err(Reject::TooLarge { limit });
     }
-    let slot = app.stream_slot()?;
+    let slot = match app.stream_slot() {
+        Ok(slot) => slot,
+        Err(reject) => return Err(reject_unread(&app, &headers, body, reject).await),
+    };
     let writer = match app.cache.create_or_get(&id, app.config.write_wait).await {
         Ok(Fill::Create(writer)) => writer,
         Ok(Fill::Ready(reader)) => {
@@ -131,7 +134,10 @@ pub(super) async fn put(
             tracing::debug!("artifact exists already");
             return Ok((StatusCode::OK, artifact_headers(&meta), Json(meta)).into_response());
         }
-        Err(err) => return Err(app.reject_cache(id, err)),
+        Err(err) => {
+            let reject = app.reject_cache(id, err);
+            return Err(reject_unread(&app, &headers, body, reject).await);
+        }
     };
     let metrics = app.metrics.clone();
     let wire = body.into_data_stream().map(move |chunk| {
@@ -262,6 +268,20 @@ fn expects_continue(headers: &HeaderMap) -> bool {
         .get(header::EXPECT)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"))
+}
+
+/// The most of an upload's body read and discarded before answering an error (full disk,
+/// busy, overloaded), so that a small upload's client sees the answer instead of a connection
+/// reset; a larger one is cut off (the client sees a failed transfer).
+const REJECT_DRAIN_BYTES: u64 = 8 << 20;
+
+/// Returns `reject` after draining a little of the unread body (unless the client waits for
+/// `100 Continue`, in which case it has sent nothing).
+async fn reject_unread(app: &App, headers: &HeaderMap, body: Body, reject: Reject) -> Reject {
+    if !expects_continue(headers) {
+        drain(app, body, REJECT_DRAIN_BYTES).await;
+    }
+    reject
 }
 
 /// Reads and discards a body, up to `limit` bytes and within the idle timeout.

@@ -142,22 +142,31 @@ pub async fn serve_router(
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM: the usual `shutdown` argument of [`serve`].
 ///
-/// If the signal handlers cannot be installed, it logs why and never completes.
-pub async fn shutdown_signal() {
+/// The signal handlers are installed when this is called, not when the future is first
+/// polled, so a signal that arrives in between (say, right after the server announced its
+/// address) is not lost to the default action. If they cannot be installed, it logs why and
+/// the future never completes.
+///
+/// # Panics
+///
+/// If called outside a tokio runtime (with IO enabled), as tokio's signal handling needs one.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut interrupt, mut terminate) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+    let handlers = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(interrupt), Ok(terminate)) => Some((interrupt, terminate)),
         (Err(err), _) | (_, Err(err)) => {
             warn!(error = %err, "cannot install signal handlers; shut down by killing the process");
-            return std::future::pending().await;
+            None
         }
     };
-    let name = tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    };
-    info!(signal = name, "shutdown requested");
+    async move {
+        let Some((mut interrupt, mut terminate)) = handlers else {
+            return std::future::pending().await;
+        };
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        info!(signal = name, "shutdown requested");
+    }
 }

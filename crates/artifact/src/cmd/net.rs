@@ -44,6 +44,8 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         .token(token)
         .token_for_reads(args.token_for_reads);
     runtime()?.block_on(async move {
+        // Before the address is announced: a SIGTERM right after it must stop us cleanly.
+        let shutdown = artifact_http::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -60,9 +62,7 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         drop(out);
-        artifact_http::serve(listener, cache, config, artifact_http::shutdown_signal())
-            .await
-            .context("serving")
+        artifact_http::serve(listener, cache, config, shutdown).await.context("serving")
     })
 }
 

@@ -77,7 +77,7 @@ pub(crate) fn unpack(ctx: &Context, args: UnpackArgs) -> anyhow::Result<()> {
 pub(crate) fn prepare_dest(dir: &Path, command: &str) -> anyhow::Result<bool> {
     match fs::symlink_metadata(dir) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
             Ok(true)
         }
         Err(err) => Err(err).with_context(|| format!("reading {}", dir.display())),
