@@ -30,7 +30,8 @@ use progress::Callback;
 ///   (connect error, 5xx, 408/409/429/503 with their `Retry-After`, a body cut short, an idle
 ///   timeout, a digest mismatch) moves on too and is retried in the next round, after an
 ///   exponential backoff with jitter; other failures (400, 401, a hostile stream) rule the
-///   endpoint out;
+///   endpoint out; a local failure (the local cache's disk is full, say) ends the download
+///   at once, as no endpoint can help with it;
 /// - checks the tree digest computed while receiving against the server's
 ///   `X-Artifact-Digest`, and commits only a whole, verified tree: whatever fails, nothing
 ///   partial is kept.

@@ -292,6 +292,18 @@ impl Error {
     }
 }
 
+/// The cache error for a local file-system failure that tarstream met while writing a received
+/// tree at `path`: [`DiskFull`](artifact_cache::Error::DiskFull) for `ENOSPC` and `EDQUOT`,
+/// else [`Io`](artifact_cache::Error::Io).
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) fn local_io_error(path: std::path::PathBuf, source: io::Error) -> artifact_cache::Error {
+    if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) {
+        artifact_cache::Error::DiskFull { path, free: 0, floor: 0, source: Some(source) }
+    } else {
+        artifact_cache::Error::Io { path, source }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

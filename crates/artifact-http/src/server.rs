@@ -105,12 +105,7 @@ impl AppInner {
         if access == Access::Read && !self.config.token_for_reads {
             return Ok(());
         }
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        match presented {
+        match bearer_token(headers) {
             Some(presented) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
             _ => Err(Reject::Unauthorized),
         }
@@ -127,6 +122,14 @@ impl AppInner {
     fn reject_cache(&self, id: ArtifactId, err: artifact_cache::Error) -> Reject {
         Reject::from_cache(id, err, self.config.retry_after_secs())
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme's name is
+/// case-insensitive, as in every HTTP authentication scheme).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim_start();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The `id` query parameter, parsed; 400 when absent or malformed.
@@ -146,6 +149,23 @@ fn parse_id(query: Option<&str>) -> Result<ArtifactId, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_come_from_the_authorization_header() {
+        for (value, token) in [
+            ("Bearer s3cret", Some("s3cret")),
+            ("bearer s3cret", Some("s3cret")),
+            ("BEARER   s3cret ", Some("s3cret")),
+            ("Basic czNjcmV0", None),
+            ("Bearers3cret", None),
+            ("s3cret", None),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(bearer_token(&headers), token, "{value:?}");
+        }
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn ids_come_from_the_query() {

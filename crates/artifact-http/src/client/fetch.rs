@@ -160,7 +160,10 @@ impl Inner {
                     eligible[index] = false;
                     absent.push(endpoint.base.to_string());
                 } else {
-                    if error.is_retryable() {
+                    if !error.is_remote() {
+                        // A local failure (the local cache's disk): no endpoint can help.
+                        eligible.fill(false);
+                    } else if error.is_retryable() {
                         retry_after = retry_after.max(error.retry_after());
                     } else {
                         eligible[index] = false;
@@ -362,6 +365,11 @@ impl Inner {
         let stream_error = match failure {
             Failure::Digest(actual, expected) => {
                 return Error::DigestMismatch { id, endpoint: base, expected, actual };
+            }
+            // The reader side never fails, so an i/o error is the local file system's (a full
+            // disk, say): no other endpoint can help with that.
+            Failure::Stream(tarstream::Error::Io { path, source }) => {
+                return cache_error(id, crate::error::local_io_error(path, source));
             }
             Failure::Stream(err) => err,
         };

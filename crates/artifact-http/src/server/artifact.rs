@@ -208,23 +208,13 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
             err => Reject::BadStream { id, source: err },
         },
         Failed::Stream(err) if err.is_hostile() => Reject::BadStream { id, source: err },
-        Failed::Stream(tarstream::Error::Io { source, .. }) if is_disk_full(&source) => {
-            let cache_err = artifact_cache::Error::DiskFull {
-                path: app.cache.root().to_owned(),
-                free: 0,
-                floor: 0,
-                source: Some(source),
-            };
-            Reject::DiskFull { id, source: cache_err }
+        Failed::Stream(tarstream::Error::Io { path, source }) => {
+            app.reject_cache(id, crate::error::local_io_error(path, source))
         }
         Failed::Stream(err) => Reject::internal(format!("receiving artifact {id}"), err),
         Failed::Digest { expected, actual } => Reject::DigestMismatch { id, expected, actual },
         Failed::Commit(err) => app.reject_cache(id, err),
     }
-}
-
-fn is_disk_full(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
 }
 
 /// The message of an error and its sources, on one line.

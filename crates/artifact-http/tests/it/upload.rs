@@ -8,32 +8,12 @@ use artifact_http::{Downloader, ServerConfig, UploadOutcome, protocol};
 use artifact_testkit::{assert_same_tree, cache::TempCache, server::TestServer};
 use bytes::Bytes;
 
-use crate::support::{assert_absent_and_unlocked, commit_tree, fast, fill, id, run, tar_of};
+use crate::support::{
+    assert_absent_and_unlocked, commit_tree, fast, fill, id, raw_tar, run, tar_of,
+};
 
 fn put_url(server: &TestServer, n: u64) -> String {
     format!("{}{}", server.url(), protocol::artifact_path(&id(n)))
-}
-
-/// A one-entry ustar stream whose entry name is `name`, bypassing every builder's checks.
-fn raw_tar(name: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut header = [0u8; 512];
-    header[..name.len()].copy_from_slice(name);
-    header[100..108].copy_from_slice(b"0000644\0");
-    header[108..116].copy_from_slice(b"0000000\0");
-    header[116..124].copy_from_slice(b"0000000\0");
-    header[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
-    header[136..148].copy_from_slice(b"00000000000\0");
-    header[156] = b'0';
-    header[257..263].copy_from_slice(b"ustar\0");
-    header[263..265].copy_from_slice(b"00");
-    header[148..156].copy_from_slice(b"        ");
-    let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
-    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    let mut out = header.to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out.extend_from_slice(&[0; 1024]);
-    out
 }
 
 #[test]
