@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use crate::project_root;
 
 mod cache;
+mod http;
 mod tarstream;
 
 const SUITES: &[&str] = &["tarstream", "cache", "http"];
@@ -38,6 +39,7 @@ fn run_suite(suite: &str) -> anyhow::Result<Option<String>> {
     match suite {
         "tarstream" => tarstream::run(),
         "cache" => cache::run().map(Some),
+        "http" => http::run(),
         _ => bail!("bench: the `{suite}` suite is not written yet"),
     }
 }

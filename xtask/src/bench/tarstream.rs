@@ -24,13 +24,15 @@ use anyhow::{Context, bail, ensure};
 
 use crate::{cargo, project_root};
 
-struct Workload {
-    name: &'static str,
-    about: &'static str,
-    make: fn(&Path) -> io::Result<()>,
+/// A tree to move, generated on demand.
+pub(crate) struct Workload {
+    pub(crate) name: &'static str,
+    pub(crate) about: &'static str,
+    pub(crate) make: fn(&Path) -> io::Result<()>,
 }
 
-const WORKLOADS: &[Workload] = &[
+/// The SPEC §9 workloads.
+pub(crate) const WORKLOADS: &[Workload] = &[
     Workload { name: "1 GiB file", about: "one file of 1 GiB", make: one_big_file },
     Workload { name: "10,000 x 4 KiB", about: "100 dirs of 100 files of 4 KiB", make: small_files },
     Workload {
@@ -46,9 +48,10 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
-struct Sample {
-    secs: f64,
-    rss_kib: (u64, u64),
+/// One timed run: the wall time, and the peak RSS (KiB) of its two sides.
+pub(crate) struct Sample {
+    pub(crate) secs: f64,
+    pub(crate) rss_kib: (u64, u64),
 }
 
 pub(crate) fn run() -> anyhow::Result<Option<String>> {
@@ -60,12 +63,7 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
         Path::new("/usr/bin/time").is_file(),
         "bench: /usr/bin/time is needed (Debian: apt-get install time)"
     );
-    println!("bench tarstream: building the release binary");
-    let status = cargo()
-        .args(["build", "--release", "--locked", "-p", "artifact", "--bin", "artifact"])
-        .status()?;
-    ensure!(status.success(), "cargo build --release failed");
-    let artifact = target_dir().join("release/artifact");
+    let artifact = build_release("tarstream")?;
     let keep = env::var_os("ARTIFACT_BENCH_KEEP").is_some_and(|v| v == "1");
     let only = env::var("ARTIFACT_BENCH_ONLY").unwrap_or_default();
     let root = match keep {
@@ -82,10 +80,8 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
     let mut out = String::new();
     out.push_str("## tarstream: `artifact pack | artifact unpack` against GNU tar\n\n");
     out.push_str(&format!(
-        "Measured by `cargo xtask bench tarstream` on {} ({} cores, {}), {}, in `{}` (tmpfs).\n",
-        cpu_model(),
-        available_cores(),
-        command_line("uname", &["-sr"]),
+        "Measured by `cargo xtask bench tarstream` on {}, {}, in `{}` (tmpfs).\n",
+        machine(),
         first_line(&command_line("tar", &["--version"])),
         base.display(),
     ));
@@ -183,14 +179,19 @@ fn run_all(
     Ok(rows)
 }
 
+/// Builds `target/release/artifact` and returns its path.
+pub(crate) fn build_release(suite: &str) -> anyhow::Result<PathBuf> {
+    println!("bench {suite}: building the release binary");
+    let status = cargo()
+        .args(["build", "--release", "--locked", "-p", "artifact", "--bin", "artifact"])
+        .status()?;
+    ensure!(status.success(), "cargo build --release failed");
+    Ok(target_dir().join("release/artifact"))
+}
+
 /// Runs `left | right`, each under `/usr/bin/time -f %M`, and measures the whole pipe.
-fn pipe(root: &Path, left: &[&str], right: &[&str]) -> anyhow::Result<Sample> {
+pub(crate) fn pipe(root: &Path, left: &[&str], right: &[&str]) -> anyhow::Result<Sample> {
     let (rss_left, rss_right) = (root.join("rss-left"), root.join("rss-right"));
-    let timed = |argv: &[&str], rss: &Path| {
-        let mut cmd = Command::new("/usr/bin/time");
-        cmd.args(["-f", "%M", "-o", path(rss)]).args(argv);
-        cmd
-    };
     let start = Instant::now();
     let mut producer = timed(left, &rss_left).stdout(Stdio::piped()).spawn()?;
     let stdout = producer.stdout.take().context("the producer's stdout")?;
@@ -200,40 +201,50 @@ fn pipe(root: &Path, left: &[&str], right: &[&str]) -> anyhow::Result<Sample> {
     if !a.success() || !b.success() {
         bail!("`{} | {}` failed", left.join(" "), right.join(" "));
     }
-    let read = |p: &Path| -> anyhow::Result<u64> {
-        let text = fs::read_to_string(p)?;
-        text.lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .context("parsing /usr/bin/time output")
-    };
-    Ok(Sample { secs, rss_kib: (read(&rss_left)?, read(&rss_right)?) })
+    Ok(Sample { secs, rss_kib: (read_rss(&rss_left)?, read_rss(&rss_right)?) })
 }
 
-fn median(samples: &[Sample]) -> f64 {
-    let mut secs: Vec<f64> = samples.iter().map(|s| s.secs).collect();
+/// `/usr/bin/time -f %M -o FILE` prefixed to `argv`.
+pub(crate) fn timed(argv: &[&str], rss: &Path) -> Command {
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%M", "-o", path(rss)]).args(argv);
+    cmd
+}
+
+/// The peak RSS in KiB that `/usr/bin/time -f %M -o FILE` wrote.
+pub(crate) fn read_rss(file: &Path) -> anyhow::Result<u64> {
+    let text = fs::read_to_string(file)?;
+    text.lines().last().and_then(|l| l.trim().parse().ok()).context("parsing /usr/bin/time output")
+}
+
+pub(crate) fn median(samples: &[Sample]) -> f64 {
+    median_of(samples.iter().map(|s| s.secs).collect())
+}
+
+/// The median of `secs` (not empty).
+pub(crate) fn median_of(mut secs: Vec<f64>) -> f64 {
     secs.sort_by(f64::total_cmp);
     let n = secs.len();
     if n % 2 == 1 { secs[n / 2] } else { (secs[n / 2 - 1] + secs[n / 2]) / 2.0 }
 }
 
-fn max_rss(samples: &[Sample]) -> (u64, u64) {
+pub(crate) fn max_rss(samples: &[Sample]) -> (u64, u64) {
     samples.iter().fold((0, 0), |(a, b), s| (a.max(s.rss_kib.0), b.max(s.rss_kib.1)))
 }
 
-fn mib(kib: u64) -> String {
+pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().expect("benchmark paths are UTF-8")
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), PathBuf::from)
 }
 
-fn command_line(program: &str, args: &[&str]) -> String {
+pub(crate) fn command_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
@@ -242,8 +253,13 @@ fn command_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| format!("{program}: unknown"))
 }
 
-fn first_line(text: &str) -> &str {
+pub(crate) fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
+}
+
+/// "CPU (N cores, Linux x.y)", for the header of a section.
+pub(crate) fn machine() -> String {
+    format!("{} ({} cores, {})", cpu_model(), available_cores(), command_line("uname", &["-sr"]))
 }
 
 fn cpu_model() -> String {
