@@ -96,6 +96,24 @@ pub(super) async fn put(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    match receive_upload(app, query, headers, body).await {
+        Ok(response) => response,
+        Err(reject) => {
+            // The body may be partly unread: the connection cannot carry another request, and
+            // saying so keeps the client from sending one on it (it would see a reset).
+            let mut response = reject.into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+async fn receive_upload(
+    app: App,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, Reject> {
     let id = parse_id(query.as_deref())?;
     app.authorize(&headers, Access::Write)?;
