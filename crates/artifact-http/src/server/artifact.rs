@@ -210,10 +210,13 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
         match end {
             PumpEnd::Idle => return Reject::UploadStalled { id, after: app.config.idle_timeout },
             PumpEnd::Body(err) if err.kind() == io::ErrorKind::ConnectionAborted => {
-                return Reject::UploadCut { id, reason: error_text(&err) };
+                return Reject::UploadCut { id, reason: crate::error::error_chain(&err) };
             }
             PumpEnd::Body(err) => {
-                return Reject::BadRequest(format!("corrupt zstd body: {}", error_text(&err)));
+                return Reject::BadRequest(format!(
+                    "corrupt zstd body: {}",
+                    crate::error::error_chain(&err)
+                ));
             }
             PumpEnd::Done | PumpEnd::JobGone => {}
         }
@@ -243,18 +246,6 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
 
 fn is_disk_full(err: &io::Error) -> bool {
     matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-}
-
-/// The message of an error and its sources, on one line.
-fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }
 
 /// The upload's body, zstd-decoded if it says so.
