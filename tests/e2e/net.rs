@@ -107,8 +107,10 @@ fn get_downloads_from_a_server_and_places_a_writable_copy() {
     assert_eq!(result["endpoint"], server.url.as_str());
     assert_eq!(result["files"], 2);
     assert_same_tree(&src, &out_dir);
-    // The copy is the caller's to change; the cache's files are not.
-    fs::write(out_dir.join("data.txt"), "changed").unwrap();
+    // Read-only like the cache's files (they may be hard links to them).
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out_dir.join("data.txt")), 0o444);
+    assert_eq!(mode(&out_dir.join("bin/tool")), 0o555);
     ok(&cli(&local, &["verify", "a1"]));
 
     // Now it is local: no transfer.

@@ -304,6 +304,20 @@ pub(crate) fn local_io_error(path: std::path::PathBuf, source: io::Error) -> art
     }
 }
 
+/// An error and its sources on one line, `error: source: source...`, for logs and for the
+/// messages a server sends its clients.
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

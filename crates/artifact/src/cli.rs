@@ -135,7 +135,7 @@ pub(crate) struct GetArgs {
     /// A server to fetch from (repeat for failover, tried in order).
     #[arg(long = "from", value_name = "URL", required = true)]
     pub(crate) from: Vec<String>,
-    /// Also place a copy of the files in DIR (reflink or hard link where possible, else copy).
+    /// Also place the files in DIR, read-only (reflinks or hard links where possible, else copies).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
     /// Give up after this many seconds in all.

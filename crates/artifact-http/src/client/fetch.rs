@@ -22,6 +22,7 @@ use super::{
 use crate::{
     Error, TimeoutKind,
     bridge::{self, PumpEnd},
+    error::error_chain,
     protocol::{self, DIGEST_HEADER, SIZE_HEADER},
 };
 
@@ -506,16 +507,4 @@ pub(super) async fn status_error(
             text.trim().to_owned()
         });
     Error::Status { id, endpoint: endpoint.base.to_string(), status, message, retry_after }
-}
-
-/// `error: source: source...` on one line, for the log.
-pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }

@@ -19,11 +19,12 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::{
     Downloader, Endpoint, Inner,
-    fetch::{cache_error, error_chain, request_error, status_error},
+    fetch::{cache_error, request_error, status_error},
     progress::ProgressEvent,
 };
 use crate::{
     Error, TimeoutKind, bridge,
+    error::error_chain,
     protocol::{self, DIGEST_HEADER, TAR_MEDIA_TYPE},
 };
 

@@ -96,6 +96,24 @@ pub(super) async fn put(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    match receive_upload(app, query, headers, body).await {
+        Ok(response) => response,
+        Err(reject) => {
+            // The body may be partly unread: the connection cannot carry another request, and
+            // saying so keeps the client from sending one on it (it would see a reset).
+            let mut response = reject.into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+async fn receive_upload(
+    app: App,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, Reject> {
     let id = parse_id(query.as_deref())?;
     app.authorize(&headers, Access::Write)?;
@@ -192,10 +210,13 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
         match end {
             PumpEnd::Idle => return Reject::UploadStalled { id, after: app.config.idle_timeout },
             PumpEnd::Body(err) if err.kind() == io::ErrorKind::ConnectionAborted => {
-                return Reject::UploadCut { id, reason: error_text(&err) };
+                return Reject::UploadCut { id, reason: crate::error::error_chain(&err) };
             }
             PumpEnd::Body(err) => {
-                return Reject::BadRequest(format!("corrupt zstd body: {}", error_text(&err)));
+                return Reject::BadRequest(format!(
+                    "corrupt zstd body: {}",
+                    crate::error::error_chain(&err)
+                ));
             }
             PumpEnd::Done | PumpEnd::JobGone => {}
         }
@@ -215,18 +236,6 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
         Failed::Digest { expected, actual } => Reject::DigestMismatch { id, expected, actual },
         Failed::Commit(err) => app.reject_cache(id, err),
     }
-}
-
-/// The message of an error and its sources, on one line.
-fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }
 
 /// The upload's body, zstd-decoded if it says so.

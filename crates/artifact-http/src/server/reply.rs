@@ -12,6 +12,8 @@ use axum::{
 use tarstream::Digest;
 use tracing::{debug, info, warn};
 
+use crate::error::error_chain;
+
 /// A request the server refused, or could not complete.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Reject {
@@ -123,18 +125,6 @@ impl Reject {
             Reject::DiskFull { .. } | Reject::Internal { .. } => warn!("{chain}"),
         }
     }
-}
-
-/// `err: source: source...` on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }
 
 impl IntoResponse for Reject {

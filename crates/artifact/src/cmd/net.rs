@@ -216,11 +216,11 @@ fn show(bar: &ProgressBar, p: &Progress) {
     }
 }
 
-/// Places a copy of the artifact's tree at `out` (created if absent, refused unless empty):
-/// files are reflinked where the filesystem can, else copied (`copy_file_range`), and made
-/// writable (0644, or 0755 for executables) since the copy is the caller's to change. Never a
-/// hard link: a change through it would corrupt the cache. On failure, what was placed is
-/// removed.
+/// Places a copy of the artifact's tree at `out` (created if absent, refused unless empty).
+/// Each file is a reflink where the filesystem can make one, else a hard link to the cache's
+/// file, else a copy; all are read-only (0444, or 0555 for executables) like the cache's own,
+/// since a hard link shares the file with the cache (`artifact verify` tells if one was
+/// changed anyway). On failure, what was placed is removed.
 fn place(tree: &Path, out: &Path) -> anyhow::Result<()> {
     let created = prepare_dest(out, "get --out")?;
     copy_tree(tree, out).map_err(|err| {
@@ -247,13 +247,24 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
                 std::os::unix::fs::symlink(&target, &dest)
                     .with_context(|| format!("creating {}", dest.display()))?;
             } else {
-                reflink_copy::reflink_or_copy(&source, &dest)
-                    .with_context(|| format!("copying {}", source.display()))?;
-                let exec = entry.metadata()?.permissions().mode() & 0o111 != 0;
-                let mode = if exec { 0o755 } else { 0o644 };
-                fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
+                place_file(&source, &dest)
+                    .with_context(|| format!("placing {}", dest.display()))?;
             }
         }
     }
     Ok(())
+}
+
+/// Reflink, else hard link, else copy `source` to `dest`, read-only.
+fn place_file(source: &Path, dest: &Path) -> io::Result<()> {
+    if reflink_copy::reflink(source, dest).is_err() {
+        // A reflink attempt can leave an empty file behind.
+        let _ = fs::remove_file(dest);
+        if fs::hard_link(source, dest).is_ok() {
+            return Ok(());
+        }
+        fs::copy(source, dest)?;
+    }
+    let exec = fs::metadata(source)?.permissions().mode() & 0o111 != 0;
+    fs::set_permissions(dest, fs::Permissions::from_mode(if exec { 0o555 } else { 0o444 }))
 }
