@@ -227,3 +227,22 @@ fn bad_arguments_are_usage_errors() {
     let out = cli(&root, &["serve", "--token-file", dir.path().join("absent").to_str().unwrap()]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
 }
+
+#[test]
+fn get_presents_the_token_to_a_server_that_guards_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local) = (dir.path().join("remote"), dir.path().join("local"));
+    let src = tree(dir.path(), "d");
+    let token = dir.path().join("token");
+    fs::write(&token, "s3cret\n").unwrap();
+    let server =
+        Server::start(&remote, &["--token-file", token.to_str().unwrap(), "--token-for-reads"]);
+    ok(&cli(&remote, &["add", "d1", src.to_str().unwrap()]));
+
+    let out = cli(&local, &["get", "d1", "--from", &server.url]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let out =
+        cli(&local, &["get", "d1", "--from", &server.url, "--token-file", token.to_str().unwrap()]);
+    ok(&out);
+}

@@ -141,6 +141,9 @@ pub(crate) struct GetArgs {
     /// Give up after this many seconds in all.
     #[arg(long, value_name = "SECS")]
     pub(crate) timeout: Option<f64>,
+    /// A file holding the bearer token, for servers that require it for reads.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -30,7 +30,6 @@ pub(super) async fn get(
     let id = parse_id(query.as_deref())?;
     app.authorize(&headers, Access::Read)?;
     let head = method == Method::HEAD;
-    let slot = if head { None } else { Some(app.stream_slot()?) };
     let cache = app.cache.clone();
     let guard = match bridge::blocking(move || cache.get(&id)).await {
         Ok(guard) => guard,
@@ -48,6 +47,9 @@ pub(super) async fn get(
         // The read guard drops here, on the runtime: an unlock, no file-system walk.
         return Ok((StatusCode::OK, response_headers).into_response());
     }
+    // After the lookup, so that an absent id is 404 even at the stream limit; a refused
+    // stream drops its read guard here (an unlock).
+    let slot = app.stream_slot()?;
     let dir = guard.path().to_owned();
     let stream = bridge::send_stream(dir, (guard, slot), app.config.idle_timeout);
     let body = encode(&app, &headers, &mut response_headers, stream);

@@ -105,6 +105,9 @@ fn the_stream_limit_answers_503_with_retry_after() {
         let second = reqwest::get(&url).await.unwrap();
         assert_eq!(second.status(), 503);
         assert_eq!(second.headers()["retry-after"], "2");
+        // An absent id is 404 even at the limit: the lookup comes first.
+        let absent = format!("{}{}", server.url(), protocol::artifact_path(&id(2)));
+        assert_eq!(reqwest::get(&absent).await.unwrap().status(), 404);
         // HEAD needs no stream slot.
         let head = reqwest::Client::new().head(&url).send().await.unwrap();
         assert_eq!(head.status(), 200);

@@ -75,15 +75,16 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         Some(secs) => Some(Duration::from_secs_f64(secs)),
         None => None,
     };
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
     let cache = open(ctx)?;
     let bar = (!ctx.json && io::stderr().is_terminal()).then(|| progress_bar(&id));
-    let mut builder = Downloader::builder().endpoints(&args.from).timeout(timeout);
+    let mut builder = Downloader::builder().endpoints(&args.from).timeout(timeout).token(token);
     if let Some(bar) = &bar {
         let bar = bar.clone();
         builder = builder.progress(move |p| show(&bar, p));
     }
     let downloader = builder.build().map_err(net_failure)?;
-    let downloaded = runtime()?.block_on(downloader.download(&cache, &id));
+    let downloaded = client_runtime()?.block_on(downloader.download(&cache, &id));
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -132,7 +133,8 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
     let cache = open(ctx)?;
     let downloader =
         Downloader::builder().endpoint(&args.to).token(token).build().map_err(net_failure)?;
-    let uploaded = runtime()?.block_on(downloader.upload(&cache, &id)).map_err(net_failure)?;
+    let uploaded =
+        client_runtime()?.block_on(downloader.upload(&cache, &id)).map_err(net_failure)?;
     if ctx.json {
         let result = serde_json::json!({
             "id": id,
@@ -154,9 +156,15 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The runtime of one command: a few workers (the transfer itself runs on blocking threads).
+/// The server's runtime: a worker per core.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")
+}
+
+/// A transfer's runtime: one thread for the HTTP side (the tar side runs on a blocking
+/// thread of its own), so no worker threads wake each other for every chunk.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")
 }
 
 /// Reads a bearer token: the file's content without surrounding whitespace, not empty.
