@@ -160,7 +160,8 @@ impl Stream for SendStream {
             tokio::task::spawn_blocking(move || {
                 span.in_scope(|| {
                     let writer = ChannelWriter { tx: tx.clone() };
-                    let result = crate::send::send_buffered(&dir, writer, CHUNK);
+                    let result =
+                        crate::send::send_buffered(&dir, writer, CHUNK, crate::send::Hashing::On);
                     if let Err(err) = &result {
                         let _ = tx.blocking_send(Err(io::Error::other(err.to_string())));
                     }

@@ -77,6 +77,6 @@ pub use digest::{Digest, OutOfOrder, ParseDigestError, TreeHasher, canonical_cmp
 pub use error::{Error, Limit, Section};
 pub use options::ReceiveOptions;
 pub use receive::{receive, receive_with};
-pub use send::send;
+pub use send::{send, send_without_digest};
 pub use summary::Summary;
 pub use walk_digest::digest_dir;

@@ -41,11 +41,14 @@ pub(crate) fn pack(ctx: &Context, args: PackArgs) -> anyhow::Result<()> {
     }
     let out = raw(stdout.as_fd())?;
     grow_pipe(&out);
-    let summary = tarstream::send(&args.dir, &out)
-        .with_context(|| format!("packing {}", args.dir.display()))?;
+    let context = || format!("packing {}", args.dir.display());
     if ctx.json {
+        let summary = tarstream::send(&args.dir, &out).with_context(context)?;
         // Stdout carries the stream; the summary goes to stderr.
         eprintln!("{}", summary_json(&summary));
+    } else {
+        // Nobody asked for the digest: skip hashing, a quarter of the CPU time.
+        tarstream::send_without_digest(&args.dir, &out).with_context(context)?;
     }
     Ok(())
 }

@@ -29,6 +29,10 @@ proptest! {
         let (stream, sent) = pack(&src);
         let (again, _) = pack(&src);
         prop_assert!(stream == again, "packing twice gave different bytes");
+        let mut plain = Vec::new();
+        let written = tarstream::send_without_digest(&src, &mut plain).expect("send");
+        prop_assert!(plain == stream, "send_without_digest wrote other bytes");
+        prop_assert_eq!(written, stream.len() as u64);
         prop_assert_eq!(sent.stream_bytes, stream.len() as u64);
         prop_assert_eq!(sent.file_bytes, spec.file_bytes());
         prop_assert_eq!(sent.entries(), spec.entries.len() as u64);
