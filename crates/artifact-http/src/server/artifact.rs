@@ -147,10 +147,8 @@ async fn receive_upload(
         Ok(Fill::Ready(reader)) => {
             let meta = reader.metadata().clone();
             drop(reader);
-            if !expects_continue(&headers) {
-                // Read what the client is sending anyway, so that it sees our answer.
-                drain(&app, body, limit).await;
-            }
+            // Read what the client is sending anyway, so that it sees our answer.
+            drain_sent(&app, &headers, body, limit).await;
             tracing::debug!("artifact exists already");
             return Ok((StatusCode::OK, artifact_headers(&meta), Json(meta)).into_response());
         }
@@ -279,14 +277,16 @@ const REJECT_DRAIN_BYTES: u64 = 8 << 20;
 /// Returns `reject` after draining a little of the unread body (unless the client waits for
 /// `100 Continue`, in which case it has sent nothing).
 async fn reject_unread(app: &App, headers: &HeaderMap, body: Body, reject: Reject) -> Reject {
-    if !expects_continue(headers) {
-        drain(app, body, REJECT_DRAIN_BYTES).await;
-    }
+    drain_sent(app, headers, body, REJECT_DRAIN_BYTES).await;
     reject
 }
 
-/// Reads and discards a body, up to `limit` bytes and within the idle timeout.
-async fn drain(app: &App, body: Body, limit: u64) {
+/// Reads and discards a body, up to `limit` bytes and within the idle timeout, unless the
+/// client waits for `100 Continue` (and so has sent nothing).
+async fn drain_sent(app: &App, headers: &HeaderMap, body: Body, limit: u64) {
+    if expects_continue(headers) {
+        return;
+    }
     let mut stream = body.into_data_stream();
     let mut seen = 0u64;
     while let Ok(Some(Ok(chunk))) =

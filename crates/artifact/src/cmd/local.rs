@@ -87,14 +87,20 @@ fn import(source: &Path, dest: &Path) -> anyhow::Result<tarstream::Summary> {
     Ok(received)
 }
 
-pub(crate) fn ls(ctx: &Context, _args: LsArgs) -> anyhow::Result<()> {
-    let cache = open(ctx)?;
+/// Every committed id, in order.
+fn sorted_ids(cache: &Cache) -> anyhow::Result<Vec<ArtifactId>> {
     let mut ids = cache
         .list()
         .map_err(cache_failure)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(cache_failure)?;
     ids.sort();
+    Ok(ids)
+}
+
+pub(crate) fn ls(ctx: &Context, _args: LsArgs) -> anyhow::Result<()> {
+    let cache = open(ctx)?;
+    let ids = sorted_ids(&cache)?;
     let mut metas = Vec::with_capacity(ids.len());
     for id in ids {
         match cache.stat(&id) {
@@ -172,12 +178,7 @@ pub(crate) fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<()> {
         report(ctx, &id, &result)?;
         return result.map(drop).map_err(cache_failure);
     }
-    let mut ids = cache
-        .list()
-        .map_err(cache_failure)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(cache_failure)?;
-    ids.sort();
+    let ids = sorted_ids(&cache)?;
     let (mut corrupt, mut busy, mut failed) = (0, 0, 0);
     for id in &ids {
         let result = cache.verify(id);
