@@ -58,6 +58,26 @@ pub enum Error {
         /// What it is: `socket`, `fifo`, `character device`, `block device`.
         kind: &'static str,
     },
+    /// `send_range`: the range asked for is reversed or ends beyond the stream.
+    #[error("byte range {start}..{end} is not within the stream's {len} bytes")]
+    BadRange {
+        /// The first byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// The stream's length.
+        len: u64,
+    },
+    /// An index file is malformed, or its records do not give the digest or stream length it
+    /// claims.
+    #[error("bad entry index at byte {offset}: {reason}")]
+    BadIndex {
+        /// Where in the index file (or, for a record added to an `IndexBuilder`, the stream
+        /// offset the entry would have had).
+        offset: u64,
+        /// The rule broken.
+        reason: &'static str,
+    },
     /// `send`: a file shrank while it was being read.
     #[error("{path:?} changed while it was being sent")]
     FileChanged {

@@ -35,6 +35,9 @@
 //!   [`ReceiveOptions`] sets limits (bytes, entries, path length) and read-only files.
 //! - [`digest_dir`] computes the same [`Digest`] by walking a directory; [`TreeHasher`] is the
 //!   digest itself, for other producers of tree listings. Each call returns a [`Summary`].
+//! - [`Index`] (from [`index_dir`] or an [`IndexBuilder`]) records where each entry starts in
+//!   the stream, with each file's hash; [`send_range`] uses it to write any byte range of the
+//!   stream by seeking, for ranged and resumed transfers.
 //! - Async adapters (feature `tokio`): [`send_async`] into an `AsyncWrite`, [`send_stream`] as a
 //!   `Stream` of `Bytes` for an HTTP body (with a guard dropped when the stream ends),
 //!   [`receive_async`] from an `AsyncRead`, [`receive_stream`] from a `Stream` of `Bytes`.
@@ -60,9 +63,11 @@ mod dest;
 mod digest;
 mod error;
 mod header;
+mod index;
 mod input;
 mod links;
 mod options;
+mod range;
 mod receive;
 mod send;
 mod summary;
@@ -75,7 +80,9 @@ pub use asyncio::{
 };
 pub use digest::{Digest, OutOfOrder, ParseDigestError, TreeHasher, canonical_cmp};
 pub use error::{Error, Limit, Section};
+pub use index::{Entry, EntryKind, Index, IndexBuilder, index_dir};
 pub use options::ReceiveOptions;
+pub use range::send_range;
 pub use receive::{receive, receive_with};
 pub use send::{send, send_without_digest};
 pub use summary::Summary;

@@ -19,7 +19,7 @@ use crate::{
 
 /// The output buffer: big enough that large files move in few system calls, small enough
 /// for the memory bound.
-const OUT_BUF: usize = 1 << 20;
+pub(crate) const OUT_BUF: usize = 1 << 20;
 
 /// Writes the tree at `dir` to `out` as one tar stream, and returns what it sent with the tree
 /// digest computed on the way.
@@ -103,7 +103,7 @@ pub(crate) fn send_buffered(
     let _enter = span.enter();
     let root = walk::open_root(dir)?;
     let mut sender = Sender {
-        out: Out { inner: out, buf: vec![0; buf_size.max(4 * BLOCK)], pos: 0, written: 0 },
+        out: Out::new(out, buf_size),
         tree: (hashing == Hashing::On).then(TreeHasher::new),
         summary: Summary::empty(),
         symlinks: Symlinks::default(),
@@ -201,7 +201,7 @@ fn put_header<W: Write>(
 }
 
 /// A big output buffer in front of the writer, which file data is read into directly.
-struct Out<W> {
+pub(crate) struct Out<W> {
     inner: W,
     buf: Vec<u8>,
     pos: usize,
@@ -209,7 +209,12 @@ struct Out<W> {
 }
 
 impl<W: Write> Out<W> {
-    fn put(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+    /// An output buffer of `buf_size` bytes (at least four blocks) in front of `inner`.
+    pub(crate) fn new(inner: W, buf_size: usize) -> Self {
+        Out { inner, buf: vec![0; buf_size.max(4 * BLOCK)], pos: 0, written: 0 }
+    }
+
+    pub(crate) fn put(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         while !bytes.is_empty() {
             if self.pos == self.buf.len() {
                 self.flush_buf()?;
@@ -222,7 +227,7 @@ impl<W: Write> Out<W> {
         Ok(())
     }
 
-    fn zeros(&mut self, mut n: usize) -> Result<(), Error> {
+    pub(crate) fn zeros(&mut self, mut n: usize) -> Result<(), Error> {
         while n > 0 {
             if self.pos == self.buf.len() {
                 self.flush_buf()?;
@@ -266,6 +271,35 @@ impl<W: Write> Out<W> {
         self.zeros(header::padding(size))
     }
 
+    /// Copies `len` bytes of `file` from offset `from` into the stream with positioned reads
+    /// (no padding).
+    pub(crate) fn copy_at(
+        &mut self,
+        file: &File,
+        mut from: u64,
+        len: u64,
+        path: &dyn Fn() -> std::path::PathBuf,
+    ) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        let mut left = len;
+        while left > 0 {
+            if self.pos == self.buf.len() {
+                self.flush_buf()?;
+            }
+            let room = (self.buf.len() - self.pos).min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match file.read_at(&mut self.buf[self.pos..self.pos + room], from) {
+                Ok(0) => return Err(Error::FileChanged { path: path() }),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(Error::Io { path: path(), source }),
+            };
+            self.pos += n;
+            from += n as u64;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
     fn flush_buf(&mut self) -> Result<(), Error> {
         let result = self.inner.write_all(&self.buf[..self.pos]);
         if let Err(source) = result {
@@ -276,7 +310,7 @@ impl<W: Write> Out<W> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), Error> {
+    pub(crate) fn flush(&mut self) -> Result<(), Error> {
         self.flush_buf()?;
         self.inner.flush().map_err(|source| Error::Write { offset: self.written, source })
     }

@@ -1,4 +1,5 @@
-//! `digest_dir`: the tree digest of a directory on disk, from the same walk as `send`.
+//! `digest_dir`: the tree digest of a directory on disk, from the same walk as `send`; and the
+//! [`Listing`] walk that `index_dir` shares with it.
 
 use std::{
     io::{self, Read},
@@ -33,51 +34,93 @@ pub fn digest_dir(dir: &Path) -> Result<Summary, Error> {
 
 /// [`digest_dir`] of an open directory (`root_path` names it in errors).
 pub(crate) fn digest_root(root: BorrowedFd<'_>, root_path: &Path) -> Result<Summary, Error> {
-    const ORDER: &str = "the walk visits entries in canonical order";
-    let mut tree = TreeHasher::new();
-    let mut summary = Summary::empty();
-    let mut buf = vec![0u8; 256 * 1024];
-    walk::walk(root, root_path, Files::Open, |rel, item| {
-        match item {
-            Item::Dir => {
-                tree.dir(rel).expect(ORDER);
-                summary.dirs += 1;
-            }
-            Item::Symlink { target } => {
-                tree.symlink(rel, target).expect(ORDER);
-                summary.symlinks += 1;
-            }
-            Item::File { file, size, executable } => {
-                let mut file = file.expect("the walk opens files");
-                let mut hasher = blake3::Hasher::new();
-                let mut left = size;
-                while left > 0 {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = match file.read(&mut buf[..want]) {
-                        Ok(0) => {
-                            return Err(Error::FileChanged {
-                                path: root_path.join(entry_path(rel)),
-                            });
-                        }
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(source) => {
-                            return Err(Error::Io {
-                                path: root_path.join(entry_path(rel)),
-                                source,
-                            });
-                        }
-                    };
-                    hasher.update(&buf[..n]);
-                    left -= n as u64;
-                }
-                tree.file(rel, executable, size, hasher.finalize().as_bytes()).expect(ORDER);
-                summary.files += 1;
-                summary.file_bytes += size;
-            }
-        }
-        Ok(())
-    })?;
-    summary.digest = tree.finish();
+    let mut listing = Digesting { tree: TreeHasher::new(), summary: Summary::empty() };
+    walk_root(root, root_path, &mut listing)?;
+    let mut summary = listing.summary;
+    summary.digest = listing.tree.finish();
     Ok(summary)
+}
+
+/// A consumer of a tree's canonical listing, with each file's content hash.
+pub(crate) trait Listing {
+    fn dir(&mut self, path: &[u8]) -> Result<(), Error>;
+    fn file(
+        &mut self,
+        path: &[u8],
+        executable: bool,
+        size: u64,
+        hash: &[u8; 32],
+    ) -> Result<(), Error>;
+    fn symlink(&mut self, path: &[u8], target: &[u8]) -> Result<(), Error>;
+}
+
+/// The listing behind [`digest_dir`].
+struct Digesting {
+    tree: TreeHasher,
+    summary: Summary,
+}
+
+const ORDER: &str = "the walk visits entries in canonical order";
+
+impl Listing for Digesting {
+    fn dir(&mut self, path: &[u8]) -> Result<(), Error> {
+        self.tree.dir(path).expect(ORDER);
+        self.summary.dirs += 1;
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        path: &[u8],
+        executable: bool,
+        size: u64,
+        hash: &[u8; 32],
+    ) -> Result<(), Error> {
+        self.tree.file(path, executable, size, hash).expect(ORDER);
+        self.summary.files += 1;
+        self.summary.file_bytes += size;
+        Ok(())
+    }
+
+    fn symlink(&mut self, path: &[u8], target: &[u8]) -> Result<(), Error> {
+        self.tree.symlink(path, target).expect(ORDER);
+        self.summary.symlinks += 1;
+        Ok(())
+    }
+}
+
+/// Walks the directory `dir` in canonical order, hashing each file, into `listing`.
+pub(crate) fn walk_records(dir: &Path, listing: &mut impl Listing) -> Result<(), Error> {
+    let root = walk::open_root(dir)?;
+    walk_root(root.as_fd(), dir, listing)
+}
+
+fn walk_root(
+    root: BorrowedFd<'_>,
+    root_path: &Path,
+    listing: &mut impl Listing,
+) -> Result<(), Error> {
+    let mut buf = vec![0u8; 256 * 1024];
+    walk::walk(root, root_path, Files::Open, |rel, item| match item {
+        Item::Dir => listing.dir(rel),
+        Item::Symlink { target } => listing.symlink(rel, target),
+        Item::File { file, size, executable } => {
+            let mut file = file.expect("the walk opens files");
+            let path = || root_path.join(entry_path(rel));
+            let mut hasher = blake3::Hasher::new();
+            let mut left = size;
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = match file.read(&mut buf[..want]) {
+                    Ok(0) => return Err(Error::FileChanged { path: path() }),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(source) => return Err(Error::Io { path: path(), source }),
+                };
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+            listing.file(rel, executable, size, hasher.finalize().as_bytes())
+        }
+    })
 }

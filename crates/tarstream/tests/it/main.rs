@@ -6,4 +6,5 @@ mod faults;
 mod forge;
 mod interop;
 mod protocol;
+mod range;
 mod roundtrip;
