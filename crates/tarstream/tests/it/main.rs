@@ -8,3 +8,4 @@ mod interop;
 mod protocol;
 mod range;
 mod roundtrip;
+mod tar_crate;
