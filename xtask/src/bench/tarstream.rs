@@ -1,11 +1,13 @@
 //! `cargo xtask bench tarstream`: `artifact pack | artifact unpack` against
-//! `tar -cf - | tar -xf -` (GNU tar) on the SPEC §9 workloads, on tmpfs.
+//! `tar -cf - | tar -xf -` (GNU tar) and against the `tar` crate (`tar::Builder` piped into
+//! `tar::Archive::unpack`, the `tar_crate` bench program of tarstream) on the four standard
+//! workloads, on tmpfs.
 //!
 //! Each workload is generated once under `$ARTIFACT_BENCH_DIR` (default `/dev/shm`); then each
-//! pipe runs once to warm up and `$ARTIFACT_BENCH_RUNS` times (default 5), the two tools
+//! pipe runs once to warm up and `$ARTIFACT_BENCH_RUNS` times (default 5), the three tools
 //! alternating, into a fresh destination each time. The time is the wall time of the whole
 //! pipe (both processes started to both exited); the peak RSS of each side comes from
-//! `/usr/bin/time -f %M`. Reported: medians, and the largest RSS seen. The trees the two
+//! `/usr/bin/time -f %M`. Reported: medians, and the largest RSS seen. The trees the
 //! pipes produce are compared with `diff -r --no-dereference` once per workload.
 //!
 //! For profiling: `$ARTIFACT_BENCH_ONLY` (a substring of a workload name) runs only the
@@ -64,6 +66,7 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
         "bench: /usr/bin/time is needed (Debian: apt-get install time)"
     );
     let artifact = build_release("tarstream")?;
+    let tar_crate = build_tar_crate()?;
     let keep = env::var_os("ARTIFACT_BENCH_KEEP").is_some_and(|v| v == "1");
     let only = env::var("ARTIFACT_BENCH_ONLY").unwrap_or_default();
     let root = match keep {
@@ -71,14 +74,16 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
         false => base.join(format!("artifact-bench-{}", std::process::id())),
     };
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let result = run_all(&root, &artifact, runs, &only, keep);
+    let result = run_all(&root, [&artifact, &tar_crate], runs, &only, keep);
     if !keep {
         let _ = fs::remove_dir_all(&root);
     }
     let rows = result?;
 
     let mut out = String::new();
-    out.push_str("## tarstream: `artifact pack | artifact unpack` against GNU tar\n\n");
+    out.push_str(
+        "## tarstream: `artifact pack | artifact unpack` against GNU tar and the tar crate\n\n",
+    );
     out.push_str(&format!(
         "Measured by `cargo xtask bench tarstream` on {}, {}, in `{}` (tmpfs).\n",
         machine(),
@@ -88,20 +93,22 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
     out.push_str(&format!(
         "Each pipe ran once to warm up, then {runs} times, the two alternating; times are medians of the wall time of the whole pipe; peak RSS is the largest seen, per side.\n\n"
     ));
-    out.push_str("| workload | GNU tar | artifact | artifact / tar | peak RSS `tar -c` / `tar -x` | peak RSS `pack` / `unpack` |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|\n");
-    for (workload, tar, ours) in &rows {
-        let (t, a) = (median(tar), median(ours));
+    out.push_str("| workload | GNU tar | tar crate | artifact | artifact / GNU tar | artifact / tar crate | peak RSS `tar -c` / `tar -x` | peak RSS tar crate | peak RSS `pack` / `unpack` |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (workload, [tar, crate_, ours]) in &rows {
+        let (t, c, a) = (median(tar), median(crate_), median(ours));
+        let rss = |samples: &[Sample]| {
+            let (left, right) = max_rss(samples);
+            format!("{} / {}", mib(left), mib(right))
+        };
         out.push_str(&format!(
-            "| {} | {:.3} s | {:.3} s | {:.2} | {} / {} | {} / {} |\n",
+            "| {} | {t:.3} s | {c:.3} s | {a:.3} s | {:.2} | {:.2} | {} | {} | {} |\n",
             workload.name,
-            t,
-            a,
             a / t,
-            mib(max_rss(tar).0),
-            mib(max_rss(tar).1),
-            mib(max_rss(ours).0),
-            mib(max_rss(ours).1),
+            a / c,
+            rss(tar),
+            rss(crate_),
+            rss(ours),
         ));
     }
     out.push_str("\nWorkloads:\n\n");
@@ -111,17 +118,21 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
     out.push_str("\nThe commands, each side under `/usr/bin/time -f %M`:\n\n```sh\n");
     out.push_str("tar -cf - -C \"$SRC\" . | tar -xf - -C \"$DST\"\n");
     out.push_str(
+        "tar_crate pack \"$SRC\" | tar_crate unpack \"$DST\"   # cargo bench -p tarstream --bench tar_crate\n",
+    );
+    out.push_str(
         "artifact pack \"$SRC\" | artifact unpack \"$DST\"   # target/release/artifact\n```\n",
     );
     println!("{out}");
     Ok(if only.is_empty() { Some(out) } else { None })
 }
 
-type Row = (&'static Workload, Vec<Sample>, Vec<Sample>);
+/// A workload and the samples of GNU tar, the tar crate and artifact.
+type Row = (&'static Workload, [Vec<Sample>; 3]);
 
 fn run_all(
     root: &Path,
-    artifact: &Path,
+    [artifact, tar_crate]: [&Path; 2],
     runs: usize,
     only: &str,
     keep: bool,
@@ -137,39 +148,57 @@ fn run_all(
             println!("bench tarstream: generating {}", workload.name);
             (workload.make)(&src).with_context(|| format!("generating {}", workload.name))?;
         }
-        let dst_tar = root.join("dst-tar");
-        let dst_ours = root.join("dst-artifact");
-        let (mut tar, mut ours) = (Vec::new(), Vec::new());
+        let dsts = ["dst-tar", "dst-tar-crate", "dst-artifact"].map(|d| root.join(d));
+        let mut samples: [Vec<Sample>; 3] = Default::default();
         for i in 0..=runs {
-            for (tool, samples, dst) in
-                [("tar", &mut tar, &dst_tar), ("artifact", &mut ours, &dst_ours)]
-            {
+            for (tool, dst) in dsts.iter().enumerate() {
                 let _ = fs::remove_dir_all(dst);
-                let sample = if tool == "tar" {
-                    fs::create_dir(dst)?;
-                    pipe(
+                fs::create_dir(dst)?;
+                let sample = match tool {
+                    0 => pipe(
                         root,
                         &["tar", "-cf", "-", "-C", path(&src), "."],
                         &["tar", "-xf", "-", "-C", path(dst)],
-                    )?
-                } else {
-                    let bin = path(artifact);
-                    pipe(root, &[bin, "pack", path(&src)], &[bin, "unpack", path(dst)])?
+                    )?,
+                    1 => {
+                        let bin = path(tar_crate);
+                        pipe(root, &[bin, "pack", path(&src)], &[bin, "unpack", path(dst)])?
+                    }
+                    _ => {
+                        // `unpack` creates its destination itself.
+                        fs::remove_dir(dst)?;
+                        let bin = path(artifact);
+                        pipe(root, &[bin, "pack", path(&src)], &[bin, "unpack", path(dst)])?
+                    }
                 };
                 if i > 0 {
-                    samples.push(sample);
+                    samples[tool].push(sample);
                 }
             }
             print!(".");
             io::stdout().flush()?;
         }
-        let diff = Command::new("diff")
-            .args(["-r", "--no-dereference", path(&dst_tar), path(&dst_ours)])
-            .output()?;
-        ensure!(diff.status.success(), "{}: the two pipes produced different trees", workload.name);
-        println!(" {}: tar {:.3} s, artifact {:.3} s", workload.name, median(&tar), median(&ours));
-        rows.push((workload, tar, ours));
-        for dir in [&dst_tar, &dst_ours] {
+        for other in &dsts[1..] {
+            let diff = Command::new("diff")
+                .args(["-r", "--no-dereference", path(&dsts[0]), path(other)])
+                .output()?;
+            ensure!(
+                diff.status.success(),
+                "{}: {} and GNU tar produced different trees",
+                workload.name,
+                other.display()
+            );
+        }
+        let [tar, crate_, ours] = &samples;
+        println!(
+            " {}: tar {:.3} s, tar crate {:.3} s, artifact {:.3} s",
+            workload.name,
+            median(tar),
+            median(crate_),
+            median(ours)
+        );
+        rows.push((workload, samples));
+        for dir in &dsts {
             let _ = fs::remove_dir_all(dir);
         }
         if !keep {
@@ -187,6 +216,25 @@ pub(crate) fn build_release(suite: &str) -> anyhow::Result<PathBuf> {
         .status()?;
     ensure!(status.success(), "cargo build --release failed");
     Ok(target_dir().join("release/artifact"))
+}
+
+/// Builds the `tar_crate` bench program of tarstream (bench profile) and returns its path.
+fn build_tar_crate() -> anyhow::Result<PathBuf> {
+    println!("bench tarstream: building the tar crate's pipe");
+    let out = cargo()
+        .args(["build", "--profile", "bench", "--locked", "-p", "tarstream"])
+        .args(["--bench", "tar_crate", "--message-format=json"])
+        .stderr(Stdio::inherit())
+        .output()?;
+    ensure!(out.status.success(), "cargo build --bench tar_crate failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exe = text
+        .lines()
+        .filter_map(|line| line.split("\"executable\":\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .next_back()
+        .context("cargo printed no executable for the tar_crate bench")?;
+    Ok(PathBuf::from(exe))
 }
 
 /// Runs `left | right`, each under `/usr/bin/time -f %M`, and measures the whole pipe.
