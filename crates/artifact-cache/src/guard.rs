@@ -134,8 +134,9 @@ impl WriteGuard {
         &self.tree
     }
 
-    /// Publishes the artifact: computes its tree digest, makes it read-only, records its
-    /// metadata and renames it into place in one atomic step. Afterwards, if the cache is over
+    /// Publishes the artifact: computes its tree digest and entry index (see
+    /// [`ReadGuard::index`]), makes it read-only, records its metadata and renames it into
+    /// place in one atomic step. Afterwards, if the cache is over
     /// its size bound, evicts least recently used artifacts (never this one).
     ///
     /// On error nothing is published and the staging directory is deleted. Errors:
@@ -147,7 +148,7 @@ impl WriteGuard {
 
     /// Like [`commit`](WriteGuard::commit), but trusts `summary` (the digest and counts that
     /// `tarstream::receive` computed while the bytes arrived) instead of reading the tree
-    /// again.
+    /// again. The artifact's entry index is then built on first need.
     pub fn commit_with(self, summary: &tarstream::Summary) -> Result<Metadata, Error> {
         self.publish(Some(*summary))
     }
@@ -197,8 +198,13 @@ impl WriteGuard {
         tree::seal(&self.tree, fsync)?;
         let summary = match summary {
             Some(summary) => summary,
-            None => tarstream::digest_dir(&self.tree)
-                .map_err(|source| Error::Digest { id, source: Box::new(source) })?,
+            None => {
+                // The same walk as the digest's, keeping each entry's record: the index.
+                let index = tarstream::index_dir(&self.tree)
+                    .map_err(|source| Error::Digest { id, source: Box::new(source) })?;
+                crate::index::write(&self.staging.join("index"), &index, fsync)?;
+                index.summary()
+            }
         };
         let now = SystemTime::now();
         let meta = Metadata {

@@ -52,6 +52,7 @@ mod error;
 mod evict;
 mod guard;
 mod id;
+mod index;
 mod layout;
 mod list;
 mod lockfile;

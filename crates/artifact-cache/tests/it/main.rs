@@ -3,6 +3,7 @@
 mod child;
 mod crash;
 mod evict;
+mod index;
 mod model;
 mod open;
 mod process;
