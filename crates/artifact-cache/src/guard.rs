@@ -143,14 +143,21 @@ impl WriteGuard {
     /// [`Error::DiskFull`] below the free-space floor (or on `ENOSPC`), [`Error::Digest`] if
     /// the tree holds something other than files, directories and symlinks, [`Error::Io`].
     pub fn commit(self) -> Result<Metadata, Error> {
-        self.publish(None)
+        self.publish(Listed::Walk)
     }
 
     /// Like [`commit`](WriteGuard::commit), but trusts `summary` (the digest and counts that
     /// `tarstream::receive` computed while the bytes arrived) instead of reading the tree
     /// again. The artifact's entry index is then built on first need.
     pub fn commit_with(self, summary: &tarstream::Summary) -> Result<Metadata, Error> {
-        self.publish(Some(*summary))
+        self.publish(Listed::Summary(summary))
+    }
+
+    /// Like [`commit_with`](WriteGuard::commit_with), with the tree's entry index (from
+    /// `tarstream::receive_with_index`), which is kept with the artifact so that it never
+    /// has to be built by reading the tree again (see [`ReadGuard::index`]).
+    pub fn commit_with_index(self, index: &tarstream::Index) -> Result<Metadata, Error> {
+        self.publish(Listed::Index(index))
     }
 
     /// Deletes everything written and releases the lock.
@@ -158,11 +165,11 @@ impl WriteGuard {
         self.discard()
     }
 
-    fn publish(mut self, summary: Option<tarstream::Summary>) -> Result<Metadata, Error> {
+    fn publish(mut self, listed: Listed<'_>) -> Result<Metadata, Error> {
         let id = *self.id();
         let _span = tracing::debug_span!("commit", id = %id).entered();
         // On error the guard drops here and `Drop` aborts.
-        let meta = self.seal_and_rename(summary)?;
+        let meta = self.seal_and_rename(listed)?;
         self.done = true;
         let inner = self.inner.clone();
         inner.unstage(&id);
@@ -190,15 +197,19 @@ impl WriteGuard {
     }
 
     /// Everything up to and including the rename into `objects/`.
-    fn seal_and_rename(&mut self, summary: Option<tarstream::Summary>) -> Result<Metadata, Error> {
+    fn seal_and_rename(&mut self, listed: Listed<'_>) -> Result<Metadata, Error> {
         let inner = &self.inner;
         let id = *self.id();
         let fsync = inner.options.durability == Durability::Fsync;
         inner.check_floor()?;
         tree::seal(&self.tree, fsync)?;
-        let summary = match summary {
-            Some(summary) => summary,
-            None => {
+        let summary = match listed {
+            Listed::Summary(summary) => *summary,
+            Listed::Index(index) => {
+                crate::index::write(&self.staging.join("index"), index, fsync)?;
+                index.summary()
+            }
+            Listed::Walk => {
                 // The same walk as the digest's, keeping each entry's record: the index.
                 let index = tarstream::index_dir(&self.tree)
                     .map_err(|source| Error::Digest { id, source: Box::new(source) })?;
@@ -273,6 +284,17 @@ impl WriteGuard {
         debug!(id = %id, "writer aborted");
         if deleted_in_place { result } else { tree::remove(&doomed) }
     }
+}
+
+/// What a commit knows of the tree already.
+#[derive(Clone, Copy)]
+enum Listed<'a> {
+    /// Nothing: walk it.
+    Walk,
+    /// Its digest and counts.
+    Summary(&'a tarstream::Summary),
+    /// Its index (digest and counts included).
+    Index(&'a tarstream::Index),
 }
 
 impl Drop for WriteGuard {

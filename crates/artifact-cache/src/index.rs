@@ -36,8 +36,9 @@ impl ReadGuard {
     /// stream `tarstream::send` writes of it, each file's size and hash, and the stream's
     /// length, for serving byte ranges with `tarstream::send_range`.
     ///
-    /// An artifact committed with [`WriteGuard::commit`](crate::WriteGuard::commit) has its
-    /// index on disk already. For one committed otherwise (with
+    /// An artifact committed with [`WriteGuard::commit`](crate::WriteGuard::commit) or
+    /// [`commit_with_index`](crate::WriteGuard::commit_with_index) has its index on disk
+    /// already. For one committed otherwise (with
     /// [`commit_with`](crate::WriteGuard::commit_with), or by an older version) the first
     /// call builds it by reading the whole tree, and keeps it for later calls where the cache
     /// can be written. Either way the index's tree digest is checked against the artifact's

@@ -83,7 +83,7 @@ pub use error::{Error, Limit, Section};
 pub use index::{Entry, EntryKind, Index, IndexBuilder, index_dir};
 pub use options::ReceiveOptions;
 pub use range::send_range;
-pub use receive::{receive, receive_with};
+pub use receive::{receive, receive_with, receive_with_index};
 pub use send::{send, send_without_digest};
 pub use summary::Summary;
 pub use walk_digest::digest_dir;

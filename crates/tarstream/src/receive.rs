@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    Error, ReceiveOptions, Summary, TreeHasher, bigfile,
+    Error, Index, IndexBuilder, ReceiveOptions, Summary, TreeHasher, bigfile,
     dest::Dest,
     error::{IoResultExt, Limit, Section, entry_path},
     header::{self, BLOCK, DecodeError, Kind},
@@ -61,14 +61,56 @@ pub fn receive_with(
     input: impl Read,
     options: &ReceiveOptions,
 ) -> Result<Summary, Error> {
+    receive_listed(dir, input, options, Ledger::Hash(TreeHasher::new())).map(|(summary, _)| summary)
+}
+
+/// Like [`receive_with`], and also returns the received tree's [`Index`] (the entry index of
+/// its canonical stream, with each file's hash), built from the same records as the digest:
+/// for a sender that will serve byte ranges of what it received. The index costs memory in
+/// proportion to the number of entries (about 100 bytes each).
+///
+/// # Errors
+///
+/// As for [`receive_with`].
+///
+/// ```
+/// let src = tempfile::tempdir()?;
+/// std::fs::write(src.path().join("a.txt"), b"hello")?;
+/// let mut stream = Vec::new();
+/// tarstream::send(src.path(), &mut stream)?;
+///
+/// let dst = tempfile::tempdir()?;
+/// let options = tarstream::ReceiveOptions::default();
+/// let (got, index) =
+///     tarstream::receive_with_index(&dst.path().join("copy"), &stream[..], &options)?;
+/// assert_eq!(index.digest(), got.digest);
+/// assert_eq!(index.stream_len(), stream.len() as u64);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn receive_with_index(
+    dir: &Path,
+    input: impl Read,
+    options: &ReceiveOptions,
+) -> Result<(Summary, Index), Error> {
+    let (summary, index) = receive_listed(dir, input, options, Ledger::Index(Box::default()))?;
+    Ok((summary, index.expect("an index ledger gives an index")))
+}
+
+fn receive_listed(
+    dir: &Path,
+    input: impl Read,
+    options: &ReceiveOptions,
+    ledger: Ledger,
+) -> Result<(Summary, Option<Index>), Error> {
     let span = tracing::debug_span!("receive", path = %dir.display());
     let _enter = span.enter();
     let dest = Dest::open(dir, options.read_only)?;
+    let indexing = matches!(ledger, Ledger::Index(_));
     let mut rx = Receiver {
         input: Input::new(input),
         dest,
         book: Book {
-            tree: TreeHasher::new(),
+            tree: ledger,
             summary: Summary::empty(),
             entries: 0,
             streaming: true,
@@ -84,17 +126,64 @@ pub fn receive_with(
     rx.run()?;
     rx.symlinks.check(rx.dest.root(), dir)?;
     let stream_bytes = rx.input.offset();
-    let mut summary = if rx.book.streaming {
+    let (mut summary, index) = if rx.book.streaming {
         let mut summary = rx.book.summary;
-        summary.digest = rx.book.tree.finish();
-        summary
+        match rx.book.tree {
+            Ledger::Hash(tree) => {
+                summary.digest = tree.finish();
+                (summary, None)
+            }
+            Ledger::Index(builder) => {
+                let index = builder.finish();
+                summary.digest = index.digest();
+                (summary, Some(index))
+            }
+        }
     } else {
         tracing::debug!("stream not in canonical order; hashing the received tree");
-        walk_digest::digest_root(rx.dest.root(), dir)?
+        if indexing {
+            let mut builder = IndexBuilder::new();
+            walk_digest::walk_root(rx.dest.root(), dir, &mut builder)?;
+            let index = builder.finish();
+            (index.summary(), Some(index))
+        } else {
+            (walk_digest::digest_root(rx.dest.root(), dir)?, None)
+        }
     };
     summary.stream_bytes = stream_bytes;
     tracing::debug!(bytes = stream_bytes, entries = summary.entries(), "received");
-    Ok(summary)
+    Ok((summary, index))
+}
+
+/// What the records of the tree go into as they arrive: the digest alone, or the index
+/// (which computes the digest too).
+enum Ledger {
+    Hash(TreeHasher),
+    Index(Box<IndexBuilder>),
+}
+
+impl Ledger {
+    /// Each returns whether the record was taken (false: out of canonical order).
+    fn dir(&mut self, path: &[u8]) -> bool {
+        match self {
+            Ledger::Hash(tree) => tree.dir(path).is_ok(),
+            Ledger::Index(index) => index.dir(path).is_ok(),
+        }
+    }
+
+    fn file(&mut self, path: &[u8], executable: bool, size: u64, hash: &[u8; 32]) -> bool {
+        match self {
+            Ledger::Hash(tree) => tree.file(path, executable, size, hash).is_ok(),
+            Ledger::Index(index) => index.file(path, executable, size, hash).is_ok(),
+        }
+    }
+
+    fn symlink(&mut self, path: &[u8], target: &[u8]) -> bool {
+        match self {
+            Ledger::Hash(tree) => tree.symlink(path, target).is_ok(),
+            Ledger::Index(index) => index.symlink(path, target).is_ok(),
+        }
+    }
 }
 
 /// Extended header values waiting for the entry they apply to.
@@ -115,9 +204,9 @@ impl Pending {
     }
 }
 
-/// The running digest, counts and entry limit.
+/// The running digest (or index), counts and entry limit.
 struct Book {
-    tree: TreeHasher,
+    tree: Ledger,
     summary: Summary,
     entries: u64,
     /// Still hashing in stream order (false once a record came out of order, or a hard link).
@@ -140,7 +229,7 @@ impl Book {
     /// Books a directory created implicitly as a parent, or by its own entry.
     fn dir(&mut self, path: &[u8]) -> Result<(), Error> {
         self.admit(path)?;
-        if self.streaming && self.tree.dir(path).is_err() {
+        if self.streaming && !self.tree.dir(path) {
             self.streaming = false;
         }
         self.summary.dirs += 1;
@@ -397,7 +486,7 @@ impl<R: Read> Receiver<'_, R> {
                 }
                 book.admit(path)?;
                 dest.symlink(path, link, &mut |prefix| book.dir(prefix))?;
-                if book.streaming && book.tree.symlink(path, link).is_err() {
+                if book.streaming && !book.tree.symlink(path, link) {
                     book.streaming = false;
                 }
                 book.summary.symlinks += 1;
@@ -435,9 +524,7 @@ impl<R: Read> Receiver<'_, R> {
                 drop(file);
                 let hash = read.map_err(|_| truncated(input, Some(path), Section::Data))?;
                 skip_padding(input, size, Some(path))?;
-                if book.streaming
-                    && book.tree.file(path, executable, size, hash.as_bytes()).is_err()
-                {
+                if book.streaming && !book.tree.file(path, executable, size, hash.as_bytes()) {
                     book.streaming = false;
                 }
                 book.summary.files += 1;

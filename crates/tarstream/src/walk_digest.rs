@@ -95,7 +95,7 @@ pub(crate) fn walk_records(dir: &Path, listing: &mut impl Listing) -> Result<(),
     walk_root(root.as_fd(), dir, listing)
 }
 
-fn walk_root(
+pub(crate) fn walk_root(
     root: BorrowedFd<'_>,
     root_path: &Path,
     listing: &mut impl Listing,

@@ -94,3 +94,22 @@ fn a_tree_that_no_longer_has_its_digest_gets_no_index() {
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(!index_file(reader.path()).exists(), "an index of a corrupt tree was kept");
 }
+
+#[test]
+fn commit_with_index_keeps_what_receive_built() {
+    let cache = TempCache::new();
+    let src = cache.scratch("src");
+    fill_known(&src, &test_id(5), 4).unwrap();
+    let stream = whole(&src);
+    let writer = cache.create(&test_id(5)).unwrap();
+    let (_, index) =
+        tarstream::receive_with_index(writer.path(), &stream[..], &Default::default()).unwrap();
+    let meta = writer.commit_with_index(&index).unwrap();
+    assert_eq!(meta.digest, index.digest());
+    let reader = cache.get(&test_id(5)).unwrap();
+    let on_disk = fs::read(index_file(reader.path())).unwrap();
+    let mut written = Vec::new();
+    index.write_to(&mut written).unwrap();
+    assert_eq!(on_disk, written);
+    assert_eq!(reader.index().unwrap(), index);
+}

@@ -225,3 +225,38 @@ proptest! {
         prop_assert_eq!(Index::read_from(&bytes[..]).unwrap(), index);
     }
 }
+
+#[test]
+fn receive_builds_the_same_index_in_and_out_of_canonical_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    TreeBuilder::new(&src)
+        .file("b/later", b"b")
+        .file("a-file", vec![9u8; 3000])
+        .exec("c/tool", b"#!/bin/sh\n")
+        .symlink("c/link", "tool")
+        .dir("empty");
+    let want = tarstream::index_dir(&src).unwrap();
+    let options = tarstream::ReceiveOptions::default();
+
+    // Ours, in canonical order: built as the bytes pass.
+    let dst = tmp.path().join("ours");
+    let (summary, index) = tarstream::receive_with_index(&dst, &whole(&src)[..], &options).unwrap();
+    assert_eq!(index, want);
+    assert_eq!(summary.digest, want.digest());
+
+    // GNU tar's, in directory order with `./` names: built from the received tree.
+    let archive = std::process::Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(&src)
+        .args(["--sort=none", "."])
+        .output()
+        .expect("GNU tar is needed");
+    assert!(archive.status.success());
+    let dst = tmp.path().join("gnu");
+    let (summary, index) =
+        tarstream::receive_with_index(&dst, &archive.stdout[..], &options).unwrap();
+    assert_eq!(index, want);
+    assert_eq!(summary.digest, want.digest());
+    assert_eq!(summary.stream_bytes, archive.stdout.len() as u64);
+}
