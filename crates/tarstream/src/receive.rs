@@ -92,7 +92,7 @@ pub fn receive_with_index(
     input: impl Read,
     options: &ReceiveOptions,
 ) -> Result<(Summary, Index), Error> {
-    let (summary, index) = receive_listed(dir, input, options, Ledger::Index(Box::default()))?;
+    let (summary, index) = receive_listed(dir, input, options, Ledger::Index(IndexBuilder::new()))?;
     Ok((summary, index.expect("an index ledger gives an index")))
 }
 
@@ -159,7 +159,7 @@ fn receive_listed(
 /// (which computes the digest too).
 enum Ledger {
     Hash(TreeHasher),
-    Index(Box<IndexBuilder>),
+    Index(IndexBuilder),
 }
 
 impl Ledger {
