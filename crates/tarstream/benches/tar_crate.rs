@@ -7,7 +7,7 @@
 //! itself: the xtask times it in a pipe beside GNU tar and `artifact pack | artifact unpack`.
 
 use std::{
-    io::{self, BufReader, BufWriter},
+    io::{self, BufReader, BufWriter, Write},
     path::PathBuf,
     process::ExitCode,
 };
@@ -30,8 +30,7 @@ fn example() -> io::Result<()> {
             let mut builder = tar::Builder::new(out);
             builder.follow_symlinks(false);
             builder.append_dir_all(".", PathBuf::from(dir))?;
-            builder.into_inner()?.into_inner().map_err(io::IntoInnerError::into_error)?;
-            Ok(())
+            builder.into_inner()?.flush()
         }
         ["unpack", dir] => {
             let input = BufReader::with_capacity(1 << 20, io::stdin().lock());
