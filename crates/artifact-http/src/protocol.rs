@@ -14,6 +14,13 @@ use std::time::Duration;
 
 use artifact_cache::ArtifactId;
 
+mod range;
+
+pub use range::{
+    RangeAnswer, content_range, etag, if_range_matches, parse_content_range, parse_range,
+    unsatisfied_range,
+};
+
 /// The path of the artifact endpoints (`GET`, `HEAD`, `PUT`, `DELETE`, with `?id=<hex>`).
 pub const ARTIFACT_PATH: &str = "/artifact";
 /// The path of the listing (`GET`, JSON pages or NDJSON).
