@@ -31,38 +31,54 @@ pub(super) async fn get(
     app.authorize(&headers, Access::Read)?;
     let head = method == Method::HEAD;
     let cache = app.cache.clone();
-    let guard = match bridge::blocking(move || cache.get(&id)).await {
+    let found = bridge::blocking(move || {
+        let guard = cache.get(&id).map_err(Some)?;
+        // The table may remember an artifact whose files were deleted behind the cache's back
+        // (the root removed, say): promise nothing that cannot be streamed.
+        match std::fs::symlink_metadata(guard.path()) {
+            Ok(meta) if meta.is_dir() => Ok(guard),
+            _ => Err::<_, Option<artifact_cache::Error>>(None),
+        }
+    });
+    let guard = match found.await {
         Ok(guard) => guard,
-        Err(err) => {
+        Err(Some(err)) => {
             if err.is_not_found() {
                 Metrics::add(&app.metrics.misses, 1);
             }
             return Err(app.reject_cache(id, err));
         }
+        Err(None) => {
+            Metrics::add(&app.metrics.misses, 1);
+            tracing::warn!("the artifact's files are gone from the cache root");
+            return Err(Reject::NotFound(id));
+        }
     };
     Metrics::add(&app.metrics.hits, 1);
     let mut response_headers = artifact_headers(guard.metadata());
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TAR_MEDIA_TYPE));
+    let zstd = negotiate(&headers, &mut response_headers);
     if head {
-        // The read guard drops here, on the runtime: an unlock, no file-system walk.
-        return Ok((StatusCode::OK, response_headers).into_response());
+        // The read guard drops here, on the runtime: an unlock, no file-system walk. The body
+        // is empty but of unknown length, as `GET`'s is (the stream's length is not known
+        // before it is sent), so that no `content-length: 0` is added.
+        drop(guard);
+        let nothing = futures_util::stream::empty::<io::Result<Bytes>>();
+        return Ok((StatusCode::OK, response_headers, Body::from_stream(nothing)).into_response());
     }
     // After the lookup, so that an absent id is 404 even at the stream limit; a refused
     // stream drops its read guard here (an unlock).
     let slot = app.stream_slot()?;
     let dir = guard.path().to_owned();
     let stream = bridge::send_stream(dir, (guard, slot), app.config.idle_timeout);
-    let body = encode(&app, &headers, &mut response_headers, stream);
+    let body = encode(&app, zstd, stream);
     Ok((StatusCode::OK, response_headers, body).into_response())
 }
 
-/// The body, zstd-compressed when the client accepts it (feature `zstd`).
-fn encode(
-    app: &App,
-    request: &HeaderMap,
-    response: &mut HeaderMap,
-    stream: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
-) -> Body {
+/// Adds the headers of content negotiation to `response` (`Vary`, and `Content-Encoding` when
+/// the client accepts zstd and the server has the `zstd` feature); true when the body is to be
+/// compressed.
+fn negotiate(request: &HeaderMap, response: &mut HeaderMap) -> bool {
     #[cfg(feature = "zstd")]
     {
         use crate::protocol::{ZSTD, accepts_encoding};
@@ -73,11 +89,28 @@ fn encode(
             .is_some_and(|value| accepts_encoding(value, ZSTD));
         if wanted {
             response.insert(header::CONTENT_ENCODING, HeaderValue::from_static(ZSTD));
-            return Body::from_stream(crate::compress::zstd_encode(stream, app.config.zstd_level));
         }
+        wanted
     }
     #[cfg(not(feature = "zstd"))]
-    let _ = (app, request, response);
+    {
+        let _ = (request, response);
+        false
+    }
+}
+
+/// The body, zstd-compressed when [`negotiate`] said so.
+fn encode(
+    app: &App,
+    zstd: bool,
+    stream: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+) -> Body {
+    #[cfg(feature = "zstd")]
+    if zstd {
+        return Body::from_stream(crate::compress::zstd_encode(stream, app.config.zstd_level));
+    }
+    #[cfg(not(feature = "zstd"))]
+    let _ = (app, zstd);
     Body::from_stream(stream)
 }
 

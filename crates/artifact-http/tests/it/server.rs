@@ -230,3 +230,42 @@ fn shutdown_closes_what_is_left_after_the_grace_period() {
         remove_when_released(&remote, &id(1)).await;
     });
 }
+
+/// The headers of a response that both `GET` and `HEAD` must agree on: all but `date`, and
+/// `transfer-encoding`, the framing of a body, which HTTP/1.1 servers (hyper among them) send
+/// only when a body follows. `content-length` counts: neither may have one (a stream's length
+/// is not known before it is sent).
+fn comparable(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = headers
+        .iter()
+        .filter(|(name, _)| {
+            *name != reqwest::header::DATE && *name != reqwest::header::TRANSFER_ENCODING
+        })
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[test]
+fn head_answers_exactly_the_headers_of_get() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 100_000);
+        let server = TestServer::start(remote.cache().clone()).await;
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let client = reqwest::Client::new();
+        for encoding in [None, Some("zstd"), Some("gzip")] {
+            let with = |request: reqwest::RequestBuilder| match encoding {
+                Some(encoding) => request.header("accept-encoding", encoding),
+                None => request,
+            };
+            let get = with(client.get(&url)).send().await.unwrap();
+            let get_headers = comparable(get.headers());
+            get.bytes().await.unwrap();
+            let head = with(client.head(&url)).send().await.unwrap();
+            assert_eq!(head.status(), 200);
+            assert_eq!(comparable(head.headers()), get_headers, "accept-encoding {encoding:?}");
+        }
+    });
+}
