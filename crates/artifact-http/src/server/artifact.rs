@@ -196,7 +196,7 @@ async fn receive_upload(
         Metrics::add(&metrics.bytes_received, chunk.len() as u64);
         Ok::<_, io::Error>(chunk)
     });
-    let stream = decode(wire, zstd);
+    let stream = decode(wire, zstd, app.config.zstd_max_window_log);
     let options = ReceiveOptions::default().max_bytes(limit).read_only(true);
     let (result, end) = bridge::receive(
         stream,
@@ -275,11 +275,13 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
 fn decode(
     wire: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
     zstd: bool,
+    max_window_log: u32,
 ) -> std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> {
     #[cfg(feature = "zstd")]
     if zstd {
-        return Box::pin(crate::compress::zstd_decode(wire));
+        return Box::pin(crate::compress::zstd_decode_with(wire, max_window_log));
     }
+    let _ = max_window_log;
     debug_assert!(!zstd, "zstd uploads are refused without the feature");
     Box::pin(wire)
 }

@@ -56,6 +56,11 @@ pub struct ServerConfig {
     /// The zstd level for compressed downloads (feature `zstd`; default 1, the fastest: the
     /// link is usually faster than the compressor).
     pub zstd_level: i32,
+    /// The largest zstd window a compressed upload may ask for, as a power of two (feature
+    /// `zstd`; default 23, 8 MiB: every standard level up to 19 fits, `--ultra` and `--long`
+    /// frames do not). The decoder of each upload holds up to this much memory; a frame that
+    /// needs more is refused with 400 before anything is allocated for it.
+    pub zstd_max_window_log: u32,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +77,7 @@ impl Default for ServerConfig {
             token: None,
             token_for_reads: false,
             zstd_level: 1,
+            zstd_max_window_log: 23,
         }
     }
 }
@@ -90,6 +96,7 @@ impl fmt::Debug for ServerConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_for_reads", &self.token_for_reads)
             .field("zstd_level", &self.zstd_level)
+            .field("zstd_max_window_log", &self.zstd_max_window_log)
             .finish()
     }
 }
@@ -158,6 +165,12 @@ impl ServerConfig {
     /// Sets [`zstd_level`](Self::zstd_level).
     pub fn zstd_level(mut self, level: i32) -> Self {
         self.zstd_level = level;
+        self
+    }
+
+    /// Sets [`zstd_max_window_log`](Self::zstd_max_window_log).
+    pub fn zstd_max_window_log(mut self, log: u32) -> Self {
+        self.zstd_max_window_log = log;
         self
     }
 

@@ -1,0 +1,115 @@
+//! What a hostile or careless client may try: decompression bombs, zeros after the end marker,
+//! slow and stalled readers, connection and stream exhaustion. Each attack is bounded and
+//! runs on loopback; a well-behaved client must still get through.
+
+use artifact_http::{ServerConfig, protocol};
+use artifact_testkit::{cache::TempCache, server::TestServer};
+
+use crate::support::{assert_absent_and_unlocked, fill, id, run, tar_of};
+
+/// A tar stream of a small tree.
+fn small_tar() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), &id(1), 10_000);
+    tar_of(dir.path())
+}
+
+async fn put(
+    server: &TestServer,
+    body: Vec<u8>,
+    encoding: Option<&str>,
+) -> (reqwest::StatusCode, String) {
+    let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+    let mut request = reqwest::Client::new().put(url).body(body);
+    if let Some(encoding) = encoding {
+        request = request.header("content-encoding", encoding);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+#[test]
+fn an_upload_with_a_run_of_zeros_after_the_end_marker_is_refused() {
+    run(async {
+        let remote = TempCache::new();
+        let server = TestServer::start(remote.cache().clone()).await;
+        let mut body = small_tar();
+        body.resize(body.len() + (1 << 20), 0);
+        let (status, text) = put(&server, body, None).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("zero bytes after the end-of-archive marker"), "{text}");
+        assert_absent_and_unlocked(&remote, &id(1)).await;
+        // GNU tar's padding to a 10 KiB record is fine.
+        let mut body = small_tar();
+        body.resize(body.len().div_ceil(10240) * 10240, 0);
+        assert_eq!(put(&server, body, None).await.0, 201);
+    });
+}
+
+/// A zstd frame (RFC 8878) with the given window and no content size, whose blocks are
+/// `data` stored raw, then `zeros` zero bytes as run-length blocks: what `zstd --long` or a
+/// bomb looks like to a decoder.
+#[cfg(feature = "zstd")]
+fn zstd_frame(window_log: u8, data: &[u8], zeros: usize) -> Vec<u8> {
+    const MAX_BLOCK: usize = 128 << 10;
+    let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd];
+    // Frame header descriptor: no single segment, no checksum, no dictionary, no size.
+    frame.push(0);
+    // Window descriptor: exponent `window_log - 10`, mantissa 0.
+    frame.push((window_log - 10) << 3);
+    let mut blocks: Vec<(u32, &[u8], usize)> =
+        data.chunks(MAX_BLOCK).map(|chunk| (0, chunk, chunk.len())).collect();
+    let mut left = zeros;
+    while left > 0 {
+        let len = left.min(MAX_BLOCK);
+        blocks.push((1, &[0][..], len));
+        left -= len;
+    }
+    let last = blocks.len() - 1;
+    for (i, (kind, content, len)) in blocks.into_iter().enumerate() {
+        let header = u32::from(i == last) | (kind << 1) | ((len as u32) << 3);
+        frame.extend_from_slice(&header.to_le_bytes()[..3]);
+        frame.extend_from_slice(content);
+    }
+    frame
+}
+
+#[cfg(feature = "zstd")]
+#[test]
+fn zstd_uploads_have_a_bounded_window_and_bounded_zeros() {
+    run(async {
+        let remote = TempCache::new();
+        let server = TestServer::start(remote.cache().clone()).await;
+        let tar = small_tar();
+        // A frame that needs a 128 MiB window (`zstd --long=27`) is refused before the decoder
+        // allocates it.
+        let (status, text) = put(&server, zstd_frame(27, &tar, 0), Some("zstd")).await;
+        assert_eq!(status, 400, "{text}");
+        assert_absent_and_unlocked(&remote, &id(1)).await;
+        // 256 MiB of zeros after the end marker, in a body of a few KiB, is refused once the
+        // bound on trailing zeros is passed.
+        let bomb = zstd_frame(23, &tar, 256 << 20);
+        assert!(bomb.len() < tar.len() + 16_000, "{}", bomb.len());
+        let (status, text) = put(&server, bomb, Some("zstd")).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("zero bytes after the end-of-archive marker"), "{text}");
+        assert_absent_and_unlocked(&remote, &id(1)).await;
+        // The same frame with an 8 MiB window and a record's padding is accepted.
+        let padding = tar.len().div_ceil(10240) * 10240 - tar.len();
+        let (status, text) = put(&server, zstd_frame(23, &tar, padding), Some("zstd")).await;
+        assert_eq!(status, 201, "{text}");
+    });
+}
+
+#[cfg(feature = "zstd")]
+#[test]
+fn the_zstd_window_bound_is_configurable() {
+    run(async {
+        let remote = TempCache::new();
+        let config = ServerConfig::default().zstd_max_window_log(27);
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        let (status, text) = put(&server, zstd_frame(27, &small_tar(), 0), Some("zstd")).await;
+        assert_eq!(status, 201, "{text}");
+    });
+}
