@@ -2,10 +2,13 @@
 //! slow and stalled readers, connection and stream exhaustion. Each attack is bounded and
 //! runs on loopback; a well-behaved client must still get through.
 
+use std::time::Duration;
+
 use artifact_http::{ServerConfig, protocol};
 use artifact_testkit::{cache::TempCache, server::TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{assert_absent_and_unlocked, fill, id, run, tar_of};
+use crate::support::{assert_absent_and_unlocked, commit_tree, fill, id, run, tar_of};
 
 /// A tar stream of a small tree.
 fn small_tar() -> Vec<u8> {
@@ -111,5 +114,49 @@ fn the_zstd_window_bound_is_configurable() {
         let server = TestServer::start_with(remote.cache().clone(), config).await;
         let (status, text) = put(&server, zstd_frame(27, &small_tar(), 0), Some("zstd")).await;
         assert_eq!(status, 201, "{text}");
+    });
+}
+
+/// Reads a whole `GET` answer on a raw connection, at most `per_tick` bytes per `tick` (a
+/// steady reader, slower than the server can send); returns everything read.
+async fn read_slowly(
+    server: &TestServer,
+    id: &artifact_cache::ArtifactId,
+    per_tick: usize,
+    tick: Duration,
+) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        protocol::artifact_path(id)
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut ticks = tokio::time::interval(tick);
+    let mut buf = vec![0u8; per_tick];
+    let mut got = Vec::new();
+    loop {
+        ticks.tick().await;
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[test]
+fn a_slow_but_steady_reader_is_not_cut_off() {
+    run(async {
+        let remote = TempCache::new();
+        let size = 8 << 20;
+        commit_tree(&remote, &id(1), size);
+        let idle = Duration::from_millis(400);
+        let config = ServerConfig::default().idle_timeout(idle);
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        // About 3 MiB/s, never pausing for more than a tick: far slower than the server, far
+        // quicker than the idle timeout.
+        let got = read_slowly(&server, &id(1), 32 << 10, Duration::from_millis(10)).await;
+        assert!(got.starts_with(b"HTTP/1.1 200"));
+        assert!(got.len() > size, "cut off after {} bytes", got.len());
+        assert!(got.ends_with(b"\r\n0\r\n\r\n"), "the chunked body ended cleanly");
     });
 }

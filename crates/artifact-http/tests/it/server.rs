@@ -1,7 +1,7 @@
 //! The server's own guarantees: the read lock lives exactly as long as the body, limits,
 //! timeouts against stalled clients, and graceful shutdown.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use artifact_cache::Cache;
 use artifact_http::{Downloader, ProgressEvent, ServerConfig, protocol};
@@ -86,8 +86,13 @@ fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
             String::from_utf8_lossy(&head[..n])
         );
         // Read nothing more: the server's sender times out and lets the artifact go while
-        // this connection is still open.
-        remove_when_released(&remote, &id(1)).await;
+        // this connection is still open: not before the configured 300 ms, and long before
+        // the default minute.
+        let stalled = Instant::now();
+        tokio::time::timeout(Duration::from_secs(20), remove_when_released(&remote, &id(1)))
+            .await
+            .expect("released by the configured idle timeout, not the default one");
+        assert!(stalled.elapsed() >= Duration::from_millis(300), "{:?}", stalled.elapsed());
         drop(stream);
     });
 }
@@ -153,10 +158,17 @@ fn a_client_that_sends_no_headers_is_disconnected() {
         let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
         let server = TestServer::start_with(remote.cache().clone(), config).await;
         let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let connected = Instant::now();
         stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
         let mut rest = Vec::new();
-        // The server gives up on the headers and closes: EOF (or a reset), not a hang.
-        let _ = stream.read_to_end(&mut rest).await;
+        // The server gives up on the headers and closes: EOF (or a reset), not a hang. Not
+        // before the configured 200 ms, and long before the default 30 s.
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .expect("closed by the configured header read timeout, not the default one")
+            .ok();
+        assert!(connected.elapsed() >= Duration::from_millis(200), "{:?}", connected.elapsed());
+        assert!(rest.is_empty(), "no answer to half a request: {rest:?}");
     });
 }
 
