@@ -61,7 +61,7 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
             get(artifact::get).head(artifact::get).put(artifact::put).delete(artifact::delete),
         )
         .route(LIST_PATH, get(list::list))
-        .route(HEALTH_PATH, get(|| async { "ok\n" }))
+        .route(HEALTH_PATH, get(health))
         .route(METRICS_PATH, get(list::metrics))
         .layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
@@ -122,6 +122,16 @@ impl AppInner {
     fn reject_cache(&self, id: ArtifactId, err: artifact_cache::Error) -> Reject {
         Reject::from_cache(id, err, self.config.retry_after_secs())
     }
+}
+
+/// `GET /healthz`: 200 `ok` while the cache is usable (its root there and writable), else 503
+/// with the reason.
+async fn health(
+    axum::extract::State(app): axum::extract::State<App>,
+) -> Result<&'static str, Reject> {
+    let cache = app.cache.clone();
+    crate::bridge::blocking(move || cache.check_usable()).await.map_err(Reject::Unhealthy)?;
+    Ok("ok\n")
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme's name is

@@ -281,3 +281,28 @@ fn head_answers_exactly_the_headers_of_get() {
         }
     });
 }
+
+#[test]
+fn a_deleted_root_is_unhealthy_and_promises_nothing() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 100_000);
+        let server = TestServer::start(remote.cache().clone()).await;
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let health = format!("{}{}", server.url(), protocol::HEALTH_PATH);
+        let client = reqwest::Client::new();
+        assert_eq!(client.get(&health).send().await.unwrap().status(), 200);
+        // A first GET leaves the artifact known to the server's cache table.
+        client.get(&url).send().await.unwrap().bytes().await.unwrap();
+
+        std::fs::remove_dir_all(remote.root()).unwrap();
+        let answer = client.get(&health).send().await.unwrap();
+        assert_eq!(answer.status(), 503);
+        let reason = answer.text().await.unwrap();
+        assert!(reason.contains("missing"), "{reason}");
+        for request in [client.head(&url), client.get(&url)] {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 404, "{:?}", answer.headers());
+        }
+    });
+}
