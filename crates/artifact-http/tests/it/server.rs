@@ -306,3 +306,66 @@ fn a_deleted_root_is_unhealthy_and_promises_nothing() {
         }
     });
 }
+
+/// A tmpfs mounted at a temporary directory, unmounted when dropped; `None` where this process
+/// may not mount (it needs root).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount() -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "artifact-test"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(Tmpfs(dir))
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.0.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_root_remounted_read_only_still_serves_and_is_unhealthy() {
+    let Some(tmpfs) = Tmpfs::mount() else {
+        eprintln!("not run: mounting a tmpfs needs root");
+        return;
+    };
+    run(async move {
+        let root = tmpfs.0.path().join("cache");
+        commit_tree(&Cache::open(&root).unwrap(), &id(1), 100_000);
+        // The server's handle holds no file open for writing, so the file system can be
+        // remounted read-only under it.
+        let server = TestServer::start(Cache::open(&root).unwrap()).await;
+        let client = reqwest::Client::new();
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let health = format!("{}{}", server.url(), protocol::HEALTH_PATH);
+        tmpfs.remount("ro");
+        // A reader needs no write: the committed artifact is served whole.
+        let local = TempCache::new();
+        let downloader = Downloader::builder().endpoint(server.url()).attempts(1).build().unwrap();
+        downloader.download(&local, &id(1)).await.expect("served from a read-only root");
+        assert_eq!(client.head(&url).send().await.unwrap().status(), 200);
+        // But the cache cannot take uploads: unhealthy, with the reason.
+        let answer = client.get(&health).send().await.unwrap();
+        assert_eq!(answer.status(), 503);
+        let reason = answer.text().await.unwrap();
+        assert!(reason.contains("not writable"), "{reason}");
+        tmpfs.remount("rw");
+        assert_eq!(client.get(&health).send().await.unwrap().status(), 200);
+    });
+}
