@@ -13,7 +13,7 @@ use axum::{
 use futures_util::{Stream, StreamExt};
 use tarstream::{Digest, ReceiveOptions};
 
-use super::{Access, App, Reject, metrics::Metrics, parse_id};
+use super::{Access, App, Peer, Reject, metrics::Metrics, parse_id, peer_ip};
 use crate::{
     bridge::{self, PumpEnd},
     protocol::{DIGEST_HEADER, FILES_HEADER, SIZE_HEADER, TAR_MEDIA_TYPE},
@@ -23,6 +23,7 @@ use crate::{
 /// headers without a body.
 pub(super) async fn get(
     State(app): State<App>,
+    peer: Peer,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -68,7 +69,7 @@ pub(super) async fn get(
     }
     // After the lookup, so that an absent id is 404 even at the stream limit; a refused
     // stream drops its read guard here (an unlock).
-    let slot = app.stream_slot()?;
+    let slot = app.stream_slot(peer_ip(&peer))?;
     let dir = guard.path().to_owned();
     let stream = bridge::send_stream(dir, (guard, slot), app.config.idle_timeout);
     let body = encode(&app, zstd, stream);
@@ -128,11 +129,12 @@ fn artifact_headers(meta: &Metadata) -> HeaderMap {
 /// existed (also after waiting for a concurrent upload of the same id).
 pub(super) async fn put(
     State(app): State<App>,
+    peer: Peer,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match receive_upload(app, query, headers, body).await {
+    match receive_upload(app, peer_ip(&peer), query, headers, body).await {
         Ok(response) => response,
         Err(reject) => {
             // The body may be partly unread: the connection cannot carry another request, and
@@ -146,6 +148,7 @@ pub(super) async fn put(
 
 async fn receive_upload(
     app: App,
+    peer: Option<std::net::IpAddr>,
     query: Option<String>,
     headers: HeaderMap,
     body: Body,
@@ -171,7 +174,7 @@ async fn receive_upload(
         Metrics::add(&app.metrics.uploads_rejected, 1);
         return Err(Reject::TooLarge { limit });
     }
-    let slot = match app.stream_slot() {
+    let slot = match app.stream_slot(peer) {
         Ok(slot) => slot,
         Err(reject) => return Err(reject_unread(&app, &headers, body, reject).await),
     };

@@ -14,7 +14,7 @@ use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
-use super::{ServerConfig, router};
+use super::{ServerConfig, peers::PeerLimit, router};
 use crate::Error;
 
 /// How long to pause accepting after `accept` fails (out of file descriptors, for example).
@@ -98,6 +98,7 @@ pub async fn serve_router(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
     let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let per_peer = PeerLimit::new(config.max_connections_per_peer);
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     info!(%addr, "listening");
@@ -120,6 +121,11 @@ pub async fn serve_router(
             },
         };
         while tasks.try_join_next().is_some() {}
+        // Closed at once rather than left waiting: one host may not fill the connection limit.
+        let Some(peer_permit) = per_peer.try_take(peer.ip()) else {
+            debug!(%peer, "too many connections from this address: closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
         let app = app.clone();
@@ -132,7 +138,7 @@ pub async fn serve_router(
             if let Err(err) = connection.await {
                 debug!(%peer, error = %err, "connection closed with an error");
             }
-            drop(permit);
+            drop((permit, peer_permit));
         });
     }
     drop(listener);

@@ -160,3 +160,79 @@ fn a_slow_but_steady_reader_is_not_cut_off() {
         assert!(got.ends_with(b"\r\n0\r\n\r\n"), "the chunked body ended cleanly");
     });
 }
+
+/// A connection to `server` from `ip` (any address of 127/8 is loopback on Linux, so that
+/// attackers and the well-behaved client have different addresses).
+async fn connect_from(ip: &str, server: &TestServer) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(server.addr()).await.unwrap()
+}
+
+/// Well-behaved: a `/healthz` from 127.0.0.1 answers 200 quickly (far quicker than the header
+/// read timeout that would free the attackers' slots).
+async fn assert_healthy_quickly(server: &TestServer) {
+    let url = format!("{}{}", server.url(), protocol::HEALTH_PATH);
+    let answer = tokio::time::timeout(Duration::from_secs(10), reqwest::get(url))
+        .await
+        .expect("a well-behaved client got through during the attack")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+#[test]
+fn connections_that_dribble_headers_do_not_lock_others_out() {
+    run(async {
+        let remote = TempCache::new();
+        let config = ServerConfig::default().max_connections(8).max_connections_per_peer(4);
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        // Slowloris from one address: twice the whole connection limit, each sending the start
+        // of a request and then nothing (the header read timeout is the default 30 s).
+        let mut attackers = Vec::new();
+        for _ in 0..16 {
+            let mut stream = connect_from("127.0.0.2", &server).await;
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nhost:").await.unwrap();
+            attackers.push(stream);
+        }
+        assert_healthy_quickly(&server).await;
+        // The attacker kept at most its share: the connections beyond it were closed.
+        let mut closed = 0;
+        for stream in &mut attackers {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut byte)).await;
+            closed += usize::from(matches!(read, Ok(Ok(0) | Err(_))));
+        }
+        assert!(closed >= 12, "{closed} of 16 closed");
+    });
+}
+
+#[test]
+fn slow_downloads_from_one_address_do_not_hold_every_stream_slot() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 8 << 20);
+        let config = ServerConfig::default().max_streams(4).max_streams_per_peer(2);
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        // Four downloads from one address that read the head of the answer and then nothing.
+        let mut statuses = Vec::new();
+        let mut attackers = Vec::new();
+        for _ in 0..4 {
+            let mut stream = connect_from("127.0.0.2", &server).await;
+            let request =
+                format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut head = [0u8; 12];
+            stream.read_exact(&mut head).await.unwrap();
+            statuses.push(String::from_utf8_lossy(&head).into_owned());
+            attackers.push(stream);
+        }
+        assert_eq!(statuses, ["HTTP/1.1 200", "HTTP/1.1 200", "HTTP/1.1 503", "HTTP/1.1 503"]);
+        // Another client still gets a stream, whole.
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let answer = reqwest::get(&url).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(answer.bytes().await.unwrap().len() > 8 << 20);
+        assert_healthy_quickly(&server).await;
+        drop(attackers);
+    });
+}
