@@ -250,7 +250,8 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
             }
             PumpEnd::Body(err) => {
                 return Reject::BadRequest(format!(
-                    "corrupt zstd body: {}",
+                    "corrupt zstd body, or one whose window is over the limit of {} bytes: {}",
+                    1u64 << app.config.zstd_max_window_log.min(63),
                     crate::error::error_chain(&err)
                 ));
             }

@@ -89,6 +89,7 @@ fn zstd_uploads_have_a_bounded_window_and_bounded_zeros() {
         // allocates it.
         let (status, text) = put(&server, zstd_frame(27, &tar, 0), Some("zstd")).await;
         assert_eq!(status, 400, "{text}");
+        assert!(text.contains("window") && text.contains("too much memory"), "{text}");
         assert_absent_and_unlocked(&remote, &id(1)).await;
         // 256 MiB of zeros after the end marker, in a body of a few KiB, is refused once the
         // bound on trailing zeros is passed.
