@@ -45,9 +45,14 @@ impl Cache {
         }
         let unique = layout.unique(&layout.tmp, None);
         let name = unique.file_name().map(|name| name.to_string_lossy()).unwrap_or_default();
-        let probe = layout.tmp.join(format!(".health.{name}"));
+        // Named like `Cache::open`'s probe, so that recovery removes one left by a crash (and
+        // may remove this one first: that is fine).
+        let probe = layout.tmp.join(format!(".probe.health.{name}"));
         fs::File::create_new(&probe).map_err(io_fail)?;
-        fs::remove_file(&probe).map_err(io_fail)
+        match fs::remove_file(&probe) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(io_fail(err)),
+            _ => Ok(()),
+        }
     }
 }
 
