@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use artifact_testkit::{
     cache::{TempCache, assert_known, commit_known, test_id},
-    server::{Fault, TestServer},
+    server::{Fault, Gate, TestServer},
 };
 
 use crate::support::{assert_absent_and_unlocked, commit_tree, fast, id, run};
@@ -94,14 +94,19 @@ fn download_many_respects_the_per_endpoint_limit() {
             commit_known(&remote, id, 2).unwrap();
         }
         let server = TestServer::start(remote.cache().clone()).await;
-        // Each response takes a moment, so that requests pile up if the limit leaks. The delay
-        // cannot make the test pass wrongly: it only ever makes requests overlap more, and the
-        // peak the server counts is never above the true number in flight; with a correct
-        // limit both bounds below hold whatever the timing (64 downloads wait for 8 slots).
-        server.faults().always(Fault::Delay(Duration::from_millis(10)));
+        // Requests wait at a shut gate, so that they pile up at the server until the limit
+        // stops them: the limit is reached for certain, and a leak past it is likely to show.
+        let gate = Gate::shut();
+        server.faults().always(Fault::Wait(gate.clone()));
         let local = TempCache::new();
         let downloader = fast([server.url()]).concurrency(64).per_endpoint(8).build().unwrap();
-        let results = downloader.download_many(&local, ids.clone()).await;
+        let many = {
+            let (cache, ids) = (local.cache().clone(), ids.clone());
+            tokio::spawn(async move { downloader.download_many(&cache, ids).await })
+        };
+        server.stats().wait_in_flight(8).await;
+        gate.open();
+        let results = many.await.unwrap();
         assert_eq!(results.len(), 200);
         for ((got, result), want) in results.into_iter().zip(&ids) {
             assert_eq!(got, *want, "results come in the order asked");
@@ -110,8 +115,7 @@ fn download_many_respects_the_per_endpoint_limit() {
         }
         assert_eq!(server.stats().downloads(), 200);
         let peak = server.stats().peak_in_flight();
-        assert!(peak <= 8, "{peak} requests in flight at the server");
-        assert!(peak >= 2, "the downloads ran concurrently (peak {peak})");
+        assert_eq!(peak, 8, "requests in flight at the server, at most");
     });
 }
 
