@@ -213,6 +213,8 @@ fn bad_arguments_are_usage_errors() {
         &["put", "ab", "--to", "not a url"],
         &["serve", "--max-size", "lots"],
         &["serve", "--max-streams", "0"],
+        &["serve", "--max-streams-per-peer", "0"],
+        &["serve", "--max-connections-per-peer", "0"],
         &["serve", "--listen", "nowhere"],
     ] {
         let out = cli(&root, args);

@@ -150,6 +150,9 @@ pub enum RootProblem {
     /// Creating or checking the layout failed for another reason.
     #[error("cannot set up the cache layout")]
     Io,
+    /// The root, or a directory of its layout, is gone (deleted or unmounted while in use).
+    #[error("missing (deleted or unmounted while in use)")]
+    Missing,
 }
 
 impl Error {

@@ -51,6 +51,7 @@ mod cache;
 mod error;
 mod evict;
 mod guard;
+mod health;
 mod id;
 mod index;
 mod layout;

@@ -30,6 +30,11 @@ impl LockFile {
         match File::options().read(true).write(true).create(create).open(path) {
             Ok(file) => Ok(Some(LockFile { file })),
             Err(err) if err.kind() == io::ErrorKind::NotFound && !create => Ok(None),
+            // On a file system remounted read-only, readers can still lock (`flock` needs no
+            // write access) and read committed artifacts; writers fail where they write.
+            Err(err) if err.kind() == io::ErrorKind::ReadOnlyFilesystem && !create => {
+                Ok(Some(LockFile { file: File::open(path)? }))
+            }
             Err(err) => Err(err),
         }
     }

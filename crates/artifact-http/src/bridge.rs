@@ -29,7 +29,11 @@ const DEPTH: usize = 4;
 /// sees the end of the body sees the lock released.
 ///
 /// The stream ends with an error item when `send` failed, so that an HTTP body is aborted
-/// rather than ended cleanly. `idle` bounds how long one chunk may wait for the consumer.
+/// rather than ended cleanly. `idle` bounds how long one chunk may wait for the consumer: the
+/// HTTP stack takes a chunk as soon as the socket has room for it, and on connections that
+/// [`serve`](crate::serve) accepts (`TCP_NOTSENT_LOWAT`) that room follows what the client
+/// reads within a few tens of KiB, so `idle` measures the client's progress, not the depth of
+/// the kernel's buffers.
 pub(crate) fn send_stream<H: Send + 'static>(
     dir: PathBuf,
     hold: H,

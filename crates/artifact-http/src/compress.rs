@@ -21,12 +21,27 @@ pub(crate) fn zstd_encode(
     ReaderStream::with_capacity(encoder, CHUNK)
 }
 
-/// Decompresses a zstd byte stream. A corrupt stream yields an `InvalidData` error (the
-/// errors of `stream` itself pass through as they are).
+/// The largest window a decoder accepts unless told otherwise, as a power of two: 8 MiB, what
+/// every standard level up to 19 uses at most (zstd's own default allows 128 MiB).
+pub(crate) const MAX_WINDOW_LOG: u32 = 23;
+
+/// Decompresses a zstd byte stream, with a window of at most 2^[`MAX_WINDOW_LOG`] bytes.
 pub(crate) fn zstd_decode(
     stream: impl Stream<Item = io::Result<Bytes>> + Send,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send {
-    let mut decoder = ZstdDecoder::new(StreamReader::new(stream));
+    zstd_decode_with(stream, MAX_WINDOW_LOG)
+}
+
+/// Decompresses a zstd byte stream whose frames need a window of at most `2^max_window_log`
+/// bytes (the decoder's memory); a frame that asks for more is refused before anything is
+/// allocated for it. A corrupt or refused stream yields an error (the errors of `stream`
+/// itself pass through as they are).
+pub(crate) fn zstd_decode_with(
+    stream: impl Stream<Item = io::Result<Bytes>> + Send,
+    max_window_log: u32,
+) -> impl Stream<Item = io::Result<Bytes>> + Send {
+    let params = [async_compression::zstd::DParameter::window_log_max(max_window_log)];
+    let mut decoder = ZstdDecoder::with_params(StreamReader::new(stream), &params);
     decoder.multiple_members(false);
     ReaderStream::with_capacity(decoder, CHUNK)
 }

@@ -7,9 +7,10 @@ mod list;
 mod listen;
 mod metrics;
 mod observe;
+mod peers;
 mod reply;
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use artifact_cache::{ArtifactId, Cache};
 use axum::{
@@ -25,6 +26,7 @@ pub use listen::{serve, serve_router, shutdown_signal};
 
 use crate::protocol::{ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH};
 use metrics::Metrics;
+use peers::{PeerLimit, PeerPermit};
 use reply::Reject;
 
 /// The axum [`Router`] serving `cache` (the endpoints of `docs/protocol.md`), to mount in an
@@ -51,6 +53,7 @@ use reply::Reject;
 pub fn router(cache: Cache, config: ServerConfig) -> Router {
     let app = App(Arc::new(AppInner {
         streams: Arc::new(Semaphore::new(config.max_streams)),
+        peer_streams: PeerLimit::new(config.max_streams_per_peer),
         metrics: Arc::new(Metrics::default()),
         cache,
         config,
@@ -61,7 +64,7 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
             get(artifact::get).head(artifact::get).put(artifact::put).delete(artifact::delete),
         )
         .route(LIST_PATH, get(list::list))
-        .route(HEALTH_PATH, get(|| async { "ok\n" }))
+        .route(HEALTH_PATH, get(health))
         .route(METRICS_PATH, get(list::metrics))
         .layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
@@ -80,6 +83,8 @@ struct AppInner {
     config: ServerConfig,
     /// One permit per tar stream in flight.
     streams: Arc<Semaphore>,
+    /// Tar streams in flight per client address.
+    peer_streams: Arc<PeerLimit>,
     metrics: Arc<Metrics>,
 }
 
@@ -89,6 +94,20 @@ impl std::ops::Deref for App {
     fn deref(&self) -> &AppInner {
         &self.0
     }
+}
+
+/// A tar stream's share of the stream limits, given back when dropped.
+struct StreamSlot {
+    _slot: OwnedSemaphorePermit,
+    _of_peer: Option<PeerPermit>,
+}
+
+/// The client's IP address, when the server that runs the router says it
+/// (`ConnectInfo<SocketAddr>`, as [`serve`] does).
+type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+fn peer_ip(peer: &Peer) -> Option<IpAddr> {
+    peer.as_ref().map(|info| info.0.0.ip())
 }
 
 /// What a request wants to do, for the token check.
@@ -111,17 +130,33 @@ impl AppInner {
         }
     }
 
-    /// A slot for one tar stream, or 503.
-    fn stream_slot(&self) -> Result<OwnedSemaphorePermit, Reject> {
-        self.streams.clone().try_acquire_owned().map_err(|_| {
+    /// A slot for one tar stream for a client at `peer` (when known), or 503.
+    fn stream_slot(&self, peer: Option<IpAddr>) -> Result<StreamSlot, Reject> {
+        let refuse = || {
             Metrics::add(&self.metrics.streams_refused, 1);
             Reject::Overloaded { retry_after: self.config.retry_after_secs() }
-        })
+        };
+        let of_peer = match peer {
+            Some(ip) => Some(self.peer_streams.try_take(ip).ok_or_else(refuse)?),
+            None => None,
+        };
+        let slot = self.streams.clone().try_acquire_owned().map_err(|_| refuse())?;
+        Ok(StreamSlot { _slot: slot, _of_peer: of_peer })
     }
 
     fn reject_cache(&self, id: ArtifactId, err: artifact_cache::Error) -> Reject {
         Reject::from_cache(id, err, self.config.retry_after_secs())
     }
+}
+
+/// `GET /healthz`: 200 `ok` while the cache is usable (its root there and writable), else 503
+/// with the reason.
+async fn health(
+    axum::extract::State(app): axum::extract::State<App>,
+) -> Result<&'static str, Reject> {
+    let cache = app.cache.clone();
+    crate::bridge::blocking(move || cache.check_usable()).await.map_err(Reject::Unhealthy)?;
+    Ok("ok\n")
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme's name is

@@ -54,7 +54,37 @@ pub enum Fault {
     StallAfter(u64),
     /// Flip the bits of the body byte at this offset.
     Corrupt(u64),
+    /// Wait until the gate is open, then answer normally (requests pile up while it is shut).
+    Wait(Gate),
 }
+
+/// A gate that [`Fault::Wait`] requests wait at, shut until [`open`](Gate::open)ed.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<watch::Sender<bool>>);
+
+impl Gate {
+    /// A shut gate.
+    pub fn shut() -> Gate {
+        Gate(Arc::new(watch::channel(false).0))
+    }
+
+    /// Opens the gate for good: the requests waiting at it, and later ones, go on.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn passed(&self) {
+        let _ = self.0.subscribe().wait_for(|open| *open).await;
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// The faults waiting for the next downloads: each rule applies to a number of requests (or
 /// all), in the order added.
@@ -145,6 +175,12 @@ impl Stats {
         self.in_flight.load(SeqCst)
     }
 
+    /// Waits until at least `n` `GET /artifact` requests are in flight.
+    pub async fn wait_in_flight(&self, n: usize) {
+        let mut rx = self.idle.as_ref().expect("made by Stats::new").subscribe();
+        let _ = rx.wait_for(|_| self.in_flight.load(SeqCst) >= n).await;
+    }
+
     /// Waits until no `GET /artifact` is in flight.
     pub async fn wait_idle(&self) {
         let mut rx = self.idle.as_ref().expect("made by Stats::new").subscribe();
@@ -154,6 +190,9 @@ impl Stats {
     fn enter(self: &Arc<Self>) -> InFlight {
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.peak.fetch_max(now, SeqCst);
+        if let Some(idle) = &self.idle {
+            idle.send_replace(now);
+        }
         InFlight(self.clone())
     }
 }
@@ -300,6 +339,10 @@ async fn inject(State(state): State<LayerState>, request: Request, next: Next) -
         }
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(*delay).await;
+            next.run(request).await
+        }
+        Some(Fault::Wait(gate)) => {
+            gate.passed().await;
             next.run(request).await
         }
         _ => next.run(request).await,

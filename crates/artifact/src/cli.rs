@@ -126,6 +126,15 @@ pub(crate) struct ServeArgs {
     /// At most this many tar streams at once; more are answered 503.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub(crate) max_streams: usize,
+    /// At most this many tar streams at once for one client address; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub(crate) max_streams_per_peer: usize,
+    /// At most this many open connections; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub(crate) max_connections: usize,
+    /// At most this many open connections from one client address; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub(crate) max_connections_per_peer: usize,
 }
 
 #[derive(Debug, Args)]

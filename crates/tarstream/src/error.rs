@@ -286,6 +286,8 @@ pub enum Limit {
     PathLength(usize),
     /// Bytes of one PAX extended header.
     ExtendedHeader(u64),
+    /// Zero bytes after the end-of-archive marker.
+    TrailingZeros(u64),
 }
 
 impl fmt::Display for Limit {
@@ -295,6 +297,9 @@ impl fmt::Display for Limit {
             Limit::Entries(max) => write!(f, "entry count limit of {max}"),
             Limit::PathLength(max) => write!(f, "path length limit of {max} bytes"),
             Limit::ExtendedHeader(max) => write!(f, "extended header limit of {max} bytes"),
+            Limit::TrailingZeros(max) => {
+                write!(f, "limit of {max} zero bytes after the end-of-archive marker")
+            }
         }
     }
 }

@@ -28,6 +28,13 @@ pub struct ReceiveOptions {
     /// 0755 (default `false`). Directories stay 0755, so the tree can still be deleted
     /// without a chmod walk.
     pub read_only: bool,
+    /// The most zero bytes accepted after the end-of-archive marker (default 64 KiB).
+    ///
+    /// Archivers pad a stream to a whole record (GNU tar: 10 KiB), so a few records of zeros
+    /// are normal; a stream with more is refused with
+    /// [`Limit::TrailingZeros`](crate::Limit::TrailingZeros), so that a compressed body cannot
+    /// make the receiver read gigabytes of zeros after the tree is complete.
+    pub max_trailing_zeros: u64,
 }
 
 impl Default for ReceiveOptions {
@@ -37,6 +44,7 @@ impl Default for ReceiveOptions {
             max_entries: 10_000_000,
             max_path_len: 4096,
             read_only: false,
+            max_trailing_zeros: 64 << 10,
         }
     }
 }
@@ -57,6 +65,12 @@ impl ReceiveOptions {
     /// Sets [`max_path_len`](Self::max_path_len).
     pub fn max_path_len(mut self, bytes: usize) -> Self {
         self.max_path_len = bytes;
+        self
+    }
+
+    /// Sets [`max_trailing_zeros`](Self::max_trailing_zeros).
+    pub fn max_trailing_zeros(mut self, bytes: u64) -> Self {
+        self.max_trailing_zeros = bytes;
         self
     }
 

@@ -46,7 +46,8 @@ pub fn receive(dir: &Path, input: impl Read) -> Result<Summary, Error> {
 /// `docs/protocol.md`: no absolute names, no `..`, nothing written through a symlink, no
 /// symlink resolving outside the tree, hard links only to earlier regular files, no devices,
 /// fifos or sparse files, strict header checksums and numbers, the end-of-archive marker
-/// required and nothing but zeros after it. Modes are normalised (0644/0755, or 0444/0555
+/// required and nothing but zeros after it (at most
+/// [`ReceiveOptions::max_trailing_zeros`]). Modes are normalised (0644/0755, or 0444/0555
 /// with [`ReceiveOptions::read_only`]; directories 0755) whatever the umask; owners and times
 /// are not restored.
 ///
@@ -349,13 +350,16 @@ impl<R: Read> Receiver<'_, R> {
             }
             Ok(_) => {}
         }
-        match self.input.rest_is_zero(self.options.max_bytes)? {
+        let zeros_end = self.input.offset().saturating_add(self.options.max_trailing_zeros);
+        let limit = if zeros_end < self.options.max_bytes {
+            Limit::TrailingZeros(self.options.max_trailing_zeros)
+        } else {
+            Limit::Bytes(self.options.max_bytes)
+        };
+        match self.input.rest_is_zero(zeros_end.min(self.options.max_bytes))? {
             Ok(None) => Ok(()),
             Ok(Some(offset)) => Err(Error::TrailingData { offset }),
-            Err(_) => Err(Error::LimitExceeded {
-                limit: Limit::Bytes(self.options.max_bytes),
-                entry: None,
-            }),
+            Err(_) => Err(Error::LimitExceeded { limit, entry: None }),
         }
     }
 

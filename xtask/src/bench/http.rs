@@ -269,8 +269,11 @@ struct Server {
 
 impl Server {
     fn start(artifact: &Path, root: &Path, log: &Path) -> anyhow::Result<Server> {
+        // The concurrent clients all come from 127.0.0.1 and stand for as many machines: the
+        // per-address stream cap (default 16) must not turn them away.
         let mut child = Command::new(artifact)
             .args(["--root", path(root), "serve", "--listen", "127.0.0.1:0"])
+            .args(["--max-streams-per-peer", "64"])
             .stdout(Stdio::piped())
             .stderr(fs::File::create(log)?)
             .spawn()

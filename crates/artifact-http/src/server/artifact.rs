@@ -13,7 +13,7 @@ use axum::{
 use futures_util::{Stream, StreamExt};
 use tarstream::{Digest, ReceiveOptions};
 
-use super::{Access, App, Reject, metrics::Metrics, parse_id};
+use super::{Access, App, Peer, Reject, metrics::Metrics, parse_id, peer_ip};
 use crate::{
     bridge::{self, PumpEnd},
     protocol::{DIGEST_HEADER, FILES_HEADER, SIZE_HEADER, TAR_MEDIA_TYPE},
@@ -23,6 +23,7 @@ use crate::{
 /// headers without a body.
 pub(super) async fn get(
     State(app): State<App>,
+    peer: Peer,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -31,38 +32,54 @@ pub(super) async fn get(
     app.authorize(&headers, Access::Read)?;
     let head = method == Method::HEAD;
     let cache = app.cache.clone();
-    let guard = match bridge::blocking(move || cache.get(&id)).await {
+    let found = bridge::blocking(move || {
+        let guard = cache.get(&id).map_err(Some)?;
+        // The table may remember an artifact whose files were deleted behind the cache's back
+        // (the root removed, say): promise nothing that cannot be streamed.
+        match std::fs::symlink_metadata(guard.path()) {
+            Ok(meta) if meta.is_dir() => Ok(guard),
+            _ => Err::<_, Option<artifact_cache::Error>>(None),
+        }
+    });
+    let guard = match found.await {
         Ok(guard) => guard,
-        Err(err) => {
+        Err(Some(err)) => {
             if err.is_not_found() {
                 Metrics::add(&app.metrics.misses, 1);
             }
             return Err(app.reject_cache(id, err));
         }
+        Err(None) => {
+            Metrics::add(&app.metrics.misses, 1);
+            tracing::warn!("the artifact's files are gone from the cache root");
+            return Err(Reject::NotFound(id));
+        }
     };
     Metrics::add(&app.metrics.hits, 1);
     let mut response_headers = artifact_headers(guard.metadata());
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TAR_MEDIA_TYPE));
+    let zstd = negotiate(&headers, &mut response_headers);
     if head {
-        // The read guard drops here, on the runtime: an unlock, no file-system walk.
-        return Ok((StatusCode::OK, response_headers).into_response());
+        // The read guard drops here, on the runtime: an unlock, no file-system walk. The body
+        // is empty but of unknown length, as `GET`'s is (the stream's length is not known
+        // before it is sent), so that no `content-length: 0` is added.
+        drop(guard);
+        let nothing = futures_util::stream::empty::<io::Result<Bytes>>();
+        return Ok((StatusCode::OK, response_headers, Body::from_stream(nothing)).into_response());
     }
     // After the lookup, so that an absent id is 404 even at the stream limit; a refused
     // stream drops its read guard here (an unlock).
-    let slot = app.stream_slot()?;
+    let slot = app.stream_slot(peer_ip(&peer))?;
     let dir = guard.path().to_owned();
     let stream = bridge::send_stream(dir, (guard, slot), app.config.idle_timeout);
-    let body = encode(&app, &headers, &mut response_headers, stream);
+    let body = encode(&app, zstd, stream);
     Ok((StatusCode::OK, response_headers, body).into_response())
 }
 
-/// The body, zstd-compressed when the client accepts it (feature `zstd`).
-fn encode(
-    app: &App,
-    request: &HeaderMap,
-    response: &mut HeaderMap,
-    stream: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
-) -> Body {
+/// Adds the headers of content negotiation to `response` (`Vary`, and `Content-Encoding` when
+/// the client accepts zstd and the server has the `zstd` feature); true when the body is to be
+/// compressed.
+fn negotiate(request: &HeaderMap, response: &mut HeaderMap) -> bool {
     #[cfg(feature = "zstd")]
     {
         use crate::protocol::{ZSTD, accepts_encoding};
@@ -73,11 +90,28 @@ fn encode(
             .is_some_and(|value| accepts_encoding(value, ZSTD));
         if wanted {
             response.insert(header::CONTENT_ENCODING, HeaderValue::from_static(ZSTD));
-            return Body::from_stream(crate::compress::zstd_encode(stream, app.config.zstd_level));
         }
+        wanted
     }
     #[cfg(not(feature = "zstd"))]
-    let _ = (app, request, response);
+    {
+        let _ = (request, response);
+        false
+    }
+}
+
+/// The body, zstd-compressed when [`negotiate`] said so.
+fn encode(
+    app: &App,
+    zstd: bool,
+    stream: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+) -> Body {
+    #[cfg(feature = "zstd")]
+    if zstd {
+        return Body::from_stream(crate::compress::zstd_encode(stream, app.config.zstd_level));
+    }
+    #[cfg(not(feature = "zstd"))]
+    let _ = (app, zstd);
     Body::from_stream(stream)
 }
 
@@ -95,11 +129,12 @@ fn artifact_headers(meta: &Metadata) -> HeaderMap {
 /// existed (also after waiting for a concurrent upload of the same id).
 pub(super) async fn put(
     State(app): State<App>,
+    peer: Peer,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match receive_upload(app, query, headers, body).await {
+    match receive_upload(app, peer_ip(&peer), query, headers, body).await {
         Ok(response) => response,
         Err(reject) => {
             // The body may be partly unread: the connection cannot carry another request, and
@@ -113,6 +148,7 @@ pub(super) async fn put(
 
 async fn receive_upload(
     app: App,
+    peer: Option<std::net::IpAddr>,
     query: Option<String>,
     headers: HeaderMap,
     body: Body,
@@ -138,7 +174,7 @@ async fn receive_upload(
         Metrics::add(&app.metrics.uploads_rejected, 1);
         return Err(Reject::TooLarge { limit });
     }
-    let slot = match app.stream_slot() {
+    let slot = match app.stream_slot(peer) {
         Ok(slot) => slot,
         Err(reject) => return Err(reject_unread(&app, &headers, body, reject).await),
     };
@@ -163,7 +199,7 @@ async fn receive_upload(
         Metrics::add(&metrics.bytes_received, chunk.len() as u64);
         Ok::<_, io::Error>(chunk)
     });
-    let stream = decode(wire, zstd);
+    let stream = decode(wire, zstd, app.config.zstd_max_window_log);
     let options = ReceiveOptions::default().max_bytes(limit).read_only(true);
     let (result, end) = bridge::receive(
         stream,
@@ -214,7 +250,8 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
             }
             PumpEnd::Body(err) => {
                 return Reject::BadRequest(format!(
-                    "corrupt zstd body: {}",
+                    "corrupt zstd body, or one whose window is over the limit of {} bytes: {}",
+                    1u64 << app.config.zstd_max_window_log.min(63),
                     crate::error::error_chain(&err)
                 ));
             }
@@ -242,11 +279,13 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
 fn decode(
     wire: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
     zstd: bool,
+    max_window_log: u32,
 ) -> std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> {
     #[cfg(feature = "zstd")]
     if zstd {
-        return Box::pin(crate::compress::zstd_decode(wire));
+        return Box::pin(crate::compress::zstd_decode_with(wire, max_window_log));
     }
+    let _ = max_window_log;
     debug_assert!(!zstd, "zstd uploads are refused without the feature");
     Box::pin(wire)
 }

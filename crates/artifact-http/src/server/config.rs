@@ -26,9 +26,18 @@ pub struct ServerConfig {
     /// Tar streams (downloads and uploads) served at once; beyond it, requests get 503 with
     /// `Retry-After` (default 64).
     pub max_streams: usize,
+    /// Tar streams served at once to one client IP address; beyond it, its requests get 503
+    /// with `Retry-After` (default 16). One host reading slowly cannot hold every stream slot.
+    /// Needs the peer address (axum's `ConnectInfo<SocketAddr>`, which
+    /// [`serve`](crate::serve) provides); without it, only `max_streams` applies.
+    pub max_streams_per_peer: usize,
     /// Connections open at once; beyond it, [`serve`](crate::serve) stops accepting until one
     /// closes (default 1024). Bounds the file descriptors the server uses.
     pub max_connections: usize,
+    /// Connections open at once from one client IP address; more are closed as soon as they
+    /// are accepted (default 128; [`serve`](crate::serve) only). One host cannot take every
+    /// connection slot (with headers sent a byte at a time, say) from the others.
+    pub max_connections_per_peer: usize,
     /// The largest upload, in bytes of tar stream (after zstd decoding): a larger
     /// `Content-Length` gets 413 before anything is read, and a stream that grows past it is
     /// cut off with 413 (default 64 GiB).
@@ -56,13 +65,20 @@ pub struct ServerConfig {
     /// The zstd level for compressed downloads (feature `zstd`; default 1, the fastest: the
     /// link is usually faster than the compressor).
     pub zstd_level: i32,
+    /// The largest zstd window a compressed upload may ask for, as a power of two (feature
+    /// `zstd`; default 23, 8 MiB: every standard level up to 19 fits, `--ultra` and `--long`
+    /// frames do not). The decoder of each upload holds up to this much memory; a frame that
+    /// needs more is refused with 400 before anything is allocated for it.
+    pub zstd_max_window_log: u32,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_streams: 64,
+            max_streams_per_peer: 16,
             max_connections: 1024,
+            max_connections_per_peer: 128,
             max_upload_bytes: 64 << 30,
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
@@ -72,6 +88,7 @@ impl Default for ServerConfig {
             token: None,
             token_for_reads: false,
             zstd_level: 1,
+            zstd_max_window_log: 23,
         }
     }
 }
@@ -80,7 +97,9 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("max_streams", &self.max_streams)
+            .field("max_streams_per_peer", &self.max_streams_per_peer)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -90,6 +109,7 @@ impl fmt::Debug for ServerConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_for_reads", &self.token_for_reads)
             .field("zstd_level", &self.zstd_level)
+            .field("zstd_max_window_log", &self.zstd_max_window_log)
             .finish()
     }
 }
@@ -98,6 +118,18 @@ impl ServerConfig {
     /// Sets [`max_streams`](Self::max_streams).
     pub fn max_streams(mut self, streams: usize) -> Self {
         self.max_streams = streams;
+        self
+    }
+
+    /// Sets [`max_streams_per_peer`](Self::max_streams_per_peer).
+    pub fn max_streams_per_peer(mut self, streams: usize) -> Self {
+        self.max_streams_per_peer = streams;
+        self
+    }
+
+    /// Sets [`max_connections_per_peer`](Self::max_connections_per_peer).
+    pub fn max_connections_per_peer(mut self, connections: usize) -> Self {
+        self.max_connections_per_peer = connections;
         self
     }
 
@@ -158,6 +190,12 @@ impl ServerConfig {
     /// Sets [`zstd_level`](Self::zstd_level).
     pub fn zstd_level(mut self, level: i32) -> Self {
         self.zstd_level = level;
+        self
+    }
+
+    /// Sets [`zstd_max_window_log`](Self::zstd_max_window_log).
+    pub fn zstd_max_window_log(mut self, log: u32) -> Self {
+        self.zstd_max_window_log = log;
         self
     }
 

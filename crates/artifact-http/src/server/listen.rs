@@ -14,11 +14,21 @@ use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
-use super::{ServerConfig, router};
+use super::{ServerConfig, peers::PeerLimit, router};
 use crate::Error;
 
 /// How long to pause accepting after `accept` fails (out of file descriptors, for example).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The most bytes a connection's socket holds unsent (`TCP_NOTSENT_LOWAT`).
+///
+/// Without it, the kernel may queue megabytes for a slow reader and only report room again
+/// once half of them are gone: a client reading 20 KB/s steadily would let the server's sender
+/// wait minutes for room, and be cut off by the idle timeout as if it had stalled. With it,
+/// what a client takes shows up as room within a few tens of KiB, so the idle timeout measures
+/// the client's progress. Readers that keep up are not slowed: what is sent at once is never
+/// "unsent".
+const NOTSENT_LOWAT: u32 = 128 << 10;
 
 /// Serves `cache` on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish for up to [`ServerConfig::shutdown_grace`], closes what is left
@@ -88,6 +98,7 @@ pub async fn serve_router(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
     let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let per_peer = PeerLimit::new(config.max_connections_per_peer);
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     info!(%addr, "listening");
@@ -110,7 +121,13 @@ pub async fn serve_router(
             },
         };
         while tasks.try_join_next().is_some() {}
+        // Closed at once rather than left waiting: one host may not fill the connection limit.
+        let Some(peer_permit) = per_peer.try_take(peer.ip()) else {
+            debug!(%peer, "too many connections from this address: closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
@@ -121,7 +138,7 @@ pub async fn serve_router(
             if let Err(err) = connection.await {
                 debug!(%peer, error = %err, "connection closed with an error");
             }
-            drop(permit);
+            drop((permit, peer_permit));
         });
     }
     drop(listener);

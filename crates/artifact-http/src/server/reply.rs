@@ -49,6 +49,9 @@ pub(crate) enum Reject {
         #[source]
         source: artifact_cache::Error,
     },
+    /// `/healthz`: the cache cannot be used (its root deleted, unmounted or read-only).
+    #[error(transparent)]
+    Unhealthy(artifact_cache::Error),
     #[error("internal error: {what}")]
     Internal {
         what: String,
@@ -97,7 +100,7 @@ impl Reject {
             Reject::Unauthorized => StatusCode::UNAUTHORIZED,
             Reject::NotFound(_) => StatusCode::NOT_FOUND,
             Reject::Busy { .. } => StatusCode::CONFLICT,
-            Reject::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::Overloaded { .. } | Reject::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::UploadStalled { .. } => StatusCode::REQUEST_TIMEOUT,
             Reject::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -123,6 +126,7 @@ impl Reject {
                 info!("upload aborted, nothing kept: {chain}")
             }
             Reject::DiskFull { .. } | Reject::Internal { .. } => warn!("{chain}"),
+            Reject::Unhealthy(_) => warn!("health check failed: {chain}"),
         }
     }
 }

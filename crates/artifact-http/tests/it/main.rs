@@ -4,6 +4,7 @@
 
 #![cfg(all(feature = "server", feature = "client"))]
 
+mod abuse;
 mod concurrency;
 mod faults;
 mod interop;

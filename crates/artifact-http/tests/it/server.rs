@@ -1,7 +1,7 @@
 //! The server's own guarantees: the read lock lives exactly as long as the body, limits,
 //! timeouts against stalled clients, and graceful shutdown.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use artifact_cache::Cache;
 use artifact_http::{Downloader, ProgressEvent, ServerConfig, protocol};
@@ -86,8 +86,13 @@ fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
             String::from_utf8_lossy(&head[..n])
         );
         // Read nothing more: the server's sender times out and lets the artifact go while
-        // this connection is still open.
-        remove_when_released(&remote, &id(1)).await;
+        // this connection is still open: not before the configured 300 ms, and long before
+        // the default minute.
+        let stalled = Instant::now();
+        tokio::time::timeout(Duration::from_secs(20), remove_when_released(&remote, &id(1)))
+            .await
+            .expect("released by the configured idle timeout, not the default one");
+        assert!(stalled.elapsed() >= Duration::from_millis(300), "{:?}", stalled.elapsed());
         drop(stream);
     });
 }
@@ -153,10 +158,17 @@ fn a_client_that_sends_no_headers_is_disconnected() {
         let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
         let server = TestServer::start_with(remote.cache().clone(), config).await;
         let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let connected = Instant::now();
         stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
         let mut rest = Vec::new();
-        // The server gives up on the headers and closes: EOF (or a reset), not a hang.
-        let _ = stream.read_to_end(&mut rest).await;
+        // The server gives up on the headers and closes: EOF (or a reset), not a hang. Not
+        // before the configured 200 ms, and long before the default 30 s.
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .expect("closed by the configured header read timeout, not the default one")
+            .ok();
+        assert!(connected.elapsed() >= Duration::from_millis(200), "{:?}", connected.elapsed());
+        assert!(rest.is_empty(), "no answer to half a request: {rest:?}");
     });
 }
 
@@ -228,5 +240,132 @@ fn shutdown_closes_what_is_left_after_the_grace_period() {
         server.await.unwrap().unwrap();
         // The stream was cut: its read lock goes with it.
         remove_when_released(&remote, &id(1)).await;
+    });
+}
+
+/// The headers of a response that both `GET` and `HEAD` must agree on: all but `date`, and
+/// `transfer-encoding`, the framing of a body, which HTTP/1.1 servers (hyper among them) send
+/// only when a body follows. `content-length` counts: neither may have one (a stream's length
+/// is not known before it is sent).
+fn comparable(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = headers
+        .iter()
+        .filter(|(name, _)| {
+            *name != reqwest::header::DATE && *name != reqwest::header::TRANSFER_ENCODING
+        })
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[test]
+fn head_answers_exactly_the_headers_of_get() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 100_000);
+        let server = TestServer::start(remote.cache().clone()).await;
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let client = reqwest::Client::new();
+        for encoding in [None, Some("zstd"), Some("gzip")] {
+            let with = |request: reqwest::RequestBuilder| match encoding {
+                Some(encoding) => request.header("accept-encoding", encoding),
+                None => request,
+            };
+            let get = with(client.get(&url)).send().await.unwrap();
+            let get_headers = comparable(get.headers());
+            get.bytes().await.unwrap();
+            let head = with(client.head(&url)).send().await.unwrap();
+            assert_eq!(head.status(), 200);
+            assert_eq!(comparable(head.headers()), get_headers, "accept-encoding {encoding:?}");
+        }
+    });
+}
+
+#[test]
+fn a_deleted_root_is_unhealthy_and_promises_nothing() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 100_000);
+        let server = TestServer::start(remote.cache().clone()).await;
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let health = format!("{}{}", server.url(), protocol::HEALTH_PATH);
+        let client = reqwest::Client::new();
+        assert_eq!(client.get(&health).send().await.unwrap().status(), 200);
+        // A first GET leaves the artifact known to the server's cache table.
+        client.get(&url).send().await.unwrap().bytes().await.unwrap();
+
+        std::fs::remove_dir_all(remote.root()).unwrap();
+        let answer = client.get(&health).send().await.unwrap();
+        assert_eq!(answer.status(), 503);
+        let reason = answer.text().await.unwrap();
+        assert!(reason.contains("missing"), "{reason}");
+        for request in [client.head(&url), client.get(&url)] {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 404, "{:?}", answer.headers());
+        }
+    });
+}
+
+/// A tmpfs mounted at a temporary directory, unmounted when dropped; `None` where this process
+/// may not mount (it needs root).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount() -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "artifact-test"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(Tmpfs(dir))
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.0.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_root_remounted_read_only_still_serves_and_is_unhealthy() {
+    let Some(tmpfs) = Tmpfs::mount() else {
+        eprintln!("not run: mounting a tmpfs needs root");
+        return;
+    };
+    run(async move {
+        let root = tmpfs.0.path().join("cache");
+        commit_tree(&Cache::open(&root).unwrap(), &id(1), 100_000);
+        // The server's handle holds no file open for writing, so the file system can be
+        // remounted read-only under it.
+        let server = TestServer::start(Cache::open(&root).unwrap()).await;
+        let client = reqwest::Client::new();
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(1)));
+        let health = format!("{}{}", server.url(), protocol::HEALTH_PATH);
+        tmpfs.remount("ro");
+        // A reader needs no write: the committed artifact is served whole.
+        let local = TempCache::new();
+        let downloader = Downloader::builder().endpoint(server.url()).attempts(1).build().unwrap();
+        downloader.download(&local, &id(1)).await.expect("served from a read-only root");
+        assert_eq!(client.head(&url).send().await.unwrap().status(), 200);
+        // But the cache cannot take uploads: unhealthy, with the reason.
+        let answer = client.get(&health).send().await.unwrap();
+        assert_eq!(answer.status(), 503);
+        let reason = answer.text().await.unwrap();
+        assert!(reason.contains("not writable"), "{reason}");
+        tmpfs.remount("rw");
+        assert_eq!(client.get(&health).send().await.unwrap().status(), 200);
     });
 }

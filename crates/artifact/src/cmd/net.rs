@@ -33,14 +33,24 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         Some(text) => Some(parse_size(text).map_err(|e| fail(Exit::Usage, anyhow!(e)))?),
         None => None,
     };
-    if args.max_streams == 0 {
-        return Err(fail(Exit::Usage, anyhow!("--max-streams must be at least 1")));
+    for (flag, value) in [
+        ("--max-streams", args.max_streams),
+        ("--max-streams-per-peer", args.max_streams_per_peer),
+        ("--max-connections", args.max_connections),
+        ("--max-connections-per-peer", args.max_connections_per_peer),
+    ] {
+        if value == 0 {
+            return Err(fail(Exit::Usage, anyhow!("{flag} must be at least 1")));
+        }
     }
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let cache = Cache::open_with(&ctx.root, Options::default().max_bytes(max_bytes))
         .map_err(crate::cmd::local::cache_failure)?;
     let config = ServerConfig::default()
         .max_streams(args.max_streams)
+        .max_streams_per_peer(args.max_streams_per_peer)
+        .max_connections(args.max_connections)
+        .max_connections_per_peer(args.max_connections_per_peer)
         .token(token)
         .token_for_reads(args.token_for_reads);
     runtime()?.block_on(async move {

@@ -373,6 +373,63 @@ fn only_zeros_may_follow_the_end_marker() {
 }
 
 #[test]
+fn zeros_after_the_end_marker_are_bounded() {
+    let stream = Forge::new().file("f", b"x").end();
+    let marker_end = stream.len();
+    // The default accepts GNU tar's padding to 10 KiB records, and a few records more.
+    let allowed = ReceiveOptions::default().max_trailing_zeros;
+    assert!(allowed >= 3 * 10240, "{allowed}");
+    let mut padded = stream.clone();
+    padded.resize(marker_end + allowed as usize, 0);
+    accept(&padded);
+    // One byte more is refused, before the rest of a zero bomb is read.
+    padded.push(0);
+    let err = reject(&padded);
+    assert!(err.is_limit() && err.is_hostile(), "{err:?}");
+    assert!(
+        matches!(err, Error::LimitExceeded { limit: Limit::TrailingZeros(n), .. } if n == allowed),
+        "{err:?}"
+    );
+    // The bound is an option, and 0 allows none.
+    let options = ReceiveOptions::default().max_trailing_zeros(0);
+    let (_, err) = reject_with(&[&stream[..], &[0]].concat(), &options);
+    assert!(matches!(err, Error::LimitExceeded { limit: Limit::TrailingZeros(0), .. }), "{err:?}");
+    let sandbox = Sandbox::new();
+    tarstream::receive_with(&sandbox.dest, &stream[..], &options).expect("no zeros at all");
+    // A zero bomb of 64 MiB is refused after reading a bounded prefix of it.
+    let mut reader = CountingZeros { head: &stream, read: 0, zeros: 64 << 20 };
+    let sandbox = Sandbox::new();
+    let err = tarstream::receive(&sandbox.dest, &mut reader).unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded { limit: Limit::TrailingZeros(_), .. }), "{err:?}");
+    assert!(reader.read < 4 << 20, "read {} bytes of zeros", reader.read);
+}
+
+/// A stream: `head`, then `zeros` zero bytes, counting what was read.
+struct CountingZeros<'a> {
+    head: &'a [u8],
+    read: u64,
+    zeros: u64,
+}
+
+impl std::io::Read for CountingZeros<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = if !self.head.is_empty() {
+            let n = buf.len().min(self.head.len());
+            buf[..n].copy_from_slice(&self.head[..n]);
+            self.head = &self.head[n..];
+            n
+        } else {
+            let n = buf.len().min(usize::try_from(self.zeros).unwrap_or(usize::MAX));
+            buf[..n].fill(0);
+            self.zeros -= n as u64;
+            n
+        };
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
 fn limits_apply_before_anything_is_written_or_allocated() {
     // A bomb: 1 PiB declared, no data sent. The limit error comes before any read of data.
     let mut bomb = Hdr::file(b"bomb", 0);
