@@ -71,6 +71,9 @@ pub(crate) struct Inner {
     pub(crate) index: Mutex<Option<Index>>,
     /// Held by whoever is evicting.
     pub(crate) evicting: Mutex<()>,
+    /// An eviction pass owed to a commit that found `evicting` held, and the id it committed
+    /// (kept by that pass); see `evict.rs`.
+    pub(crate) evict_owed: Mutex<Option<ArtifactId>>,
     /// Held by whoever is scanning the metadata to build the index.
     pub(crate) scanning: Mutex<()>,
     /// Artifacts evicted through this handle (and its clones) since open.
@@ -118,6 +121,7 @@ impl Cache {
             table: Table::new(),
             index: Mutex::new(None),
             evicting: Mutex::new(()),
+            evict_owed: Mutex::new(None),
             scanning: Mutex::new(()),
             evictions: AtomicU64::new(0),
         };
