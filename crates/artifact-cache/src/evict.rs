@@ -98,15 +98,17 @@ impl Cache {
         let mut report = GcReport { leftovers_removed: inner.recover()?, ..GcReport::default() };
         report.stale_locks_removed = inner.remove_stale_locks()?;
         let budget = max_bytes.or_else(|| inner.max_bytes());
-        {
+        let scanned = {
             let _evicting = inner.evicting.lock().unwrap_or_else(PoisonError::into_inner);
-            inner.with_index(Duration::ZERO, |_| ())?;
-            if let Some(budget) = budget {
-                inner.evict(budget, None, &mut report);
-            }
-        }
+            inner.with_index(Duration::ZERO, |_| ()).map(|()| {
+                if let Some(budget) = budget {
+                    inner.evict(budget, None, &mut report);
+                }
+            })
+        };
         // Commits made meanwhile left their eviction to us.
         inner.serve_evictions();
+        scanned?;
         report.usage = inner.with_index(RESCAN, |index| index.usage())?;
         Ok(report)
     }
