@@ -184,11 +184,25 @@ fn add_refuses_what_a_transfer_would_refuse() {
     let src = dir.path().join("escape");
     TreeBuilder::new(&src).file("ok.txt", "fine").symlink("out", "../../etc/passwd");
     let out = cli(&root, &["add", ID, src.to_str().unwrap()]);
+    // Refused as a transfer refuses it (exit 1, a bad input), naming the link and its target,
+    // with nothing on standard output.
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("out"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("artifact: importing {} as {ID}: ", src.display())), "{err}");
+    assert!(
+        err.contains(r#"symlink "out" points outside the tree (target "../../etc/passwd")"#),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    // Nothing was added, and nothing of the attempt is left behind.
     let cache = Cache::open(&root).unwrap();
     assert!(cache.get(&ID.parse().unwrap()).unwrap_err().is_not_found());
-    assert!(fs::read_dir(root.join("tmp")).unwrap().next().is_none());
+    for dir in ["objects", "tmp", "trash", "locks"] {
+        let left: Vec<_> = fs::read_dir(root.join(dir)).unwrap().collect();
+        assert!(left.is_empty(), "{dir}/ keeps {left:?}");
+    }
+    assert_eq!(stdout(&cli(&root, &["ls", "--json"])), "");
     let out = cli(&root, &["add", ID, dir.path().join("absent").to_str().unwrap()]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
 }

@@ -5,8 +5,10 @@
 //! - `cargo xtask bench [tarstream|cache|http]...`: the benchmark suite, side by side with its
 //!   anchors; writes its tables into `docs/benchmarks.md`.
 //! - `cargo xtask tidy`: the repository's layout rules (also run by `test`, and as a `#[test]`).
+//! - `cargo xtask soak`: the cache's crash, stress and model tests, hundreds of rounds long.
 
 mod bench;
+mod soak;
 mod test;
 mod tidy;
 
@@ -28,6 +30,10 @@ commands:
   bench [SUITE]...    run benchmarks side by side with their anchors and write
                       docs/benchmarks.md; SUITE is tarstream, cache or http (default: all)
   tidy                check the repository's layout rules
+  soak [--rounds N] [--stress-secs S] [--cases N] [--seed N]
+                      the cache's crash test for N rounds of killed processes (300),
+                      its stress test for S seconds (60) and its model test for N cases
+                      (1000); minutes, not part of `test`
 ";
 
 fn main() -> ExitCode {
@@ -36,6 +42,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("tidy") => tidy::run(),
+        Some("soak") => soak::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

@@ -71,6 +71,9 @@ pub(crate) struct Inner {
     pub(crate) index: Mutex<Option<Index>>,
     /// Held by whoever is evicting.
     pub(crate) evicting: Mutex<()>,
+    /// An eviction pass owed to a commit that found `evicting` held, and the id it committed
+    /// (kept by that pass); see `evict.rs`.
+    pub(crate) evict_owed: Mutex<Option<ArtifactId>>,
     /// Held by whoever is scanning the metadata to build the index.
     pub(crate) scanning: Mutex<()>,
     /// Artifacts evicted through this handle (and its clones) since open.
@@ -118,6 +121,7 @@ impl Cache {
             table: Table::new(),
             index: Mutex::new(None),
             evicting: Mutex::new(()),
+            evict_owed: Mutex::new(None),
             scanning: Mutex::new(()),
             evictions: AtomicU64::new(0),
         };
@@ -311,7 +315,7 @@ impl Inner {
             if !lock.try_shared().map_err(|e| io_error(self.layout.lock(id), e))? {
                 return Err(Error::WriteLocked { id: *id });
             }
-            let generation = match lock.generation() {
+            let generation = match lock.locked_generation(|| self.layout.lock(id)) {
                 Ok(generation) => generation,
                 Err(err) => {
                     let _ = lock.unlock();
@@ -363,7 +367,7 @@ impl Inner {
             if !lock.try_exclusive().with_path(&path)? {
                 return Ok(Exclusive::Busy);
             }
-            match lock.generation() {
+            match lock.locked_generation(|| path.clone()) {
                 Ok(TOMBSTONE) => self.settle_tombstone(st, id),
                 Ok(generation) => return Ok(Exclusive::Acquired(generation)),
                 Err(err) => {
@@ -412,8 +416,16 @@ impl Inner {
     }
 
     /// Tombstones, unlinks and unlocks `lock`, the exclusively locked lock file of `id`.
+    ///
+    /// When the tombstone cannot be written (a full disk, where even 8 bytes need a block),
+    /// the file is emptied instead, which needs no space and tells whoever locks it next to
+    /// check its path (see [`LockFile::locked_generation`]).
     pub(crate) fn retire(&self, id: &ArtifactId, lock: LockFile) {
-        match lock.set_generation(TOMBSTONE) {
+        let marked = lock.set_generation(TOMBSTONE).or_else(|err| {
+            debug!(id = %id, error = %err, "cannot write the tombstone; emptying the lock file");
+            lock.clear()
+        });
+        match marked {
             Ok(()) => {
                 let path = self.layout.lock(id);
                 if let Err(err) = fs::remove_file(&path) {

@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     fs, io,
-    sync::{PoisonError, atomic::Ordering},
+    sync::{PoisonError, TryLockError, atomic::Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -98,11 +98,17 @@ impl Cache {
         let mut report = GcReport { leftovers_removed: inner.recover()?, ..GcReport::default() };
         report.stale_locks_removed = inner.remove_stale_locks()?;
         let budget = max_bytes.or_else(|| inner.max_bytes());
-        let _evicting = inner.evicting.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.with_index(Duration::ZERO, |_| ())?;
-        if let Some(budget) = budget {
-            inner.evict(budget, None, &mut report);
-        }
+        let scanned = {
+            let _evicting = inner.evicting.lock().unwrap_or_else(PoisonError::into_inner);
+            inner.with_index(Duration::ZERO, |_| ()).map(|()| {
+                if let Some(budget) = budget {
+                    inner.evict(budget, None, &mut report);
+                }
+            })
+        };
+        // Commits made meanwhile left their eviction to us.
+        inner.serve_evictions();
+        scanned?;
         report.usage = inner.with_index(RESCAN, |index| index.usage())?;
         Ok(report)
     }
@@ -188,18 +194,39 @@ impl Inner {
         }
     }
 
-    /// After committing `id`: evict if over the size bound (unless another thread already is).
+    /// After committing `id`: evict if over the size bound.
+    ///
+    /// A commit that finds another thread evicting leaves a request for one more pass and
+    /// returns; the evicting thread serves it before it lets go, so once the last commit has
+    /// returned the content fits in the bound (less what is locked).
     pub(crate) fn evict_after_commit(&self, id: &ArtifactId) {
-        let Some(budget) = self.max_bytes() else { return };
-        let Ok(_evicting) = self.evicting.try_lock() else { return };
-        let over = self.with_index(RESCAN, |index| index.bytes > budget);
-        match over {
-            Ok(true) => {
-                let mut report = GcReport::default();
-                self.evict(budget, Some(id), &mut report);
+        if self.max_bytes().is_none() {
+            return;
+        }
+        *self.evict_owed.lock().unwrap_or_else(PoisonError::into_inner) = Some(*id);
+        self.serve_evictions();
+    }
+
+    /// Runs the eviction passes owed, unless another thread holds `evicting` (it serves them
+    /// when it is done: see [`Inner::evict_after_commit`] and [`Cache::gc`]).
+    fn serve_evictions(&self) {
+        loop {
+            let _evicting = match self.evicting.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            // Taken under `evicting`: a request left after this is served by the next turn.
+            let Some(keep) = self.evict_owed.lock().unwrap_or_else(PoisonError::into_inner).take()
+            else {
+                return;
+            };
+            let Some(budget) = self.max_bytes() else { return };
+            match self.with_index(RESCAN, |index| index.bytes > budget) {
+                Ok(true) => self.evict(budget, Some(&keep), &mut GcReport::default()),
+                Ok(false) => {}
+                Err(err) => warn!(error = %err, "cannot check the cache size"),
             }
-            Ok(false) => {}
-            Err(err) => warn!(error = %err, "cannot check the cache size"),
         }
     }
 

@@ -148,7 +148,9 @@ impl Layout {
     /// Reads (or, in an empty root, writes) the cache tag and checks the layout version.
     ///
     /// The tag is written to a temporary name and hard-linked into place, so a concurrent
-    /// opener sees either no tag or the whole tag.
+    /// opener sees either no tag or the whole tag. The tag comes before any other entry, so a
+    /// root whose listing shows entries is foreign only if it still has no tag after the
+    /// listing.
     fn check_tag(&self) -> Result<(), TagError> {
         let path = self.root.join(TAG_NAME);
         loop {
@@ -170,7 +172,16 @@ impl Layout {
                 .filter_map(Result::ok)
                 .any(|e| !e.file_name().to_string_lossy().starts_with(TAG_TEMP_PREFIX));
             if foreign {
-                return Err(TagError::Problem(RootProblem::NotACache));
+                // Another opener may have tagged the root and created its layout between our
+                // read of the tag and the listing: it writes the tag first, so a tag present
+                // now means the entries listed may be its own. Read the tag again.
+                match fs::symlink_metadata(&path) {
+                    Ok(_) => continue,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        return Err(TagError::Problem(RootProblem::NotACache));
+                    }
+                    Err(err) => return Err(TagError::Io(err)),
+                }
             }
             let n = next();
             let temp = self.root.join(format!("{TAG_TEMP_PREFIX}{}.{n}", self.pid));

@@ -6,13 +6,15 @@
 //! while the generation is unchanged. A remover writes [`TOMBSTONE`] into the file and unlinks
 //! it before unlocking; whoever then locks the old inode sees the tombstone and reopens the
 //! path. A tombstone still at the path is a remover that died between the two steps; it is
-//! unlinked under the root's repair lock (see `docs/operations.md`, "Locking").
+//! unlinked under the root's repair lock (see `docs/operations.md`, "Locking"). Where the
+//! tombstone cannot be written (a full disk), the remover empties the file instead, and
+//! whoever locks an empty file checks that its path still names it.
 
 use std::{
     fs::{self, File, TryLockError},
     io,
     os::unix::fs::{FileExt, MetadataExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 /// The generation of a lock file that has been unlinked.
@@ -79,6 +81,22 @@ impl LockFile {
         }
     }
 
+    /// The generation, read after taking a lock: [`TOMBSTONE`] also for an empty file that
+    /// `path()` no longer names. A remover that cannot write the tombstone (a full disk)
+    /// empties the file instead, which needs no space; an empty file is otherwise only a new
+    /// one, so the extra check costs nothing on the paths that matter.
+    pub(crate) fn locked_generation(&self, path: impl FnOnce() -> PathBuf) -> io::Result<u64> {
+        match self.generation()? {
+            0 if !self.is_at(&path())? => Ok(TOMBSTONE),
+            generation => Ok(generation),
+        }
+    }
+
+    /// Empties the file: the tombstone of last resort (see [`LockFile::locked_generation`]).
+    pub(crate) fn clear(&self) -> io::Result<()> {
+        self.file.set_len(0)
+    }
+
     /// Writes the generation (hold the exclusive lock).
     pub(crate) fn set_generation(&self, generation: u64) -> io::Result<()> {
         self.file.write_all_at(&generation.to_le_bytes(), 0)
@@ -133,5 +151,27 @@ mod tests {
         assert!(!lock.is_at(&path).unwrap());
         LockFile::open(&path, true).unwrap();
         assert!(!lock.is_at(&path).unwrap());
+    }
+
+    #[test]
+    fn an_emptied_and_unlinked_file_reads_as_a_tombstone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let remover = LockFile::open(&path, true).unwrap().unwrap();
+        remover.set_generation(7).unwrap();
+        // Opened before the remover unlinks, locked after it lets go.
+        let late = LockFile::open(&path, false).unwrap().unwrap();
+        assert!(remover.try_exclusive().unwrap());
+        remover.clear().unwrap();
+        assert_eq!(remover.locked_generation(|| path.clone()).unwrap(), 0);
+        fs::remove_file(&path).unwrap();
+        remover.unlock().unwrap();
+        assert!(late.try_exclusive().unwrap());
+        assert_eq!(late.locked_generation(|| path.clone()).unwrap(), TOMBSTONE);
+        // A new, empty file at the path is generation 0, as is a new one anywhere.
+        let fresh = LockFile::open(&path, true).unwrap().unwrap();
+        assert!(fresh.try_exclusive().unwrap());
+        assert_eq!(fresh.locked_generation(|| path.clone()).unwrap(), 0);
+        assert_eq!(late.locked_generation(|| path.clone()).unwrap(), TOMBSTONE);
     }
 }

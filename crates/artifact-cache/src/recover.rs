@@ -57,7 +57,7 @@ impl Inner {
             // A tombstone means the file we opened was unlinked meanwhile: a new writer may
             // hold its successor. Leave it for next time.
             let dead = lock.try_exclusive().with_path(&lock_path)?
-                && lock.generation().with_path(&lock_path)? != TOMBSTONE;
+                && lock.locked_generation(|| lock_path.clone()).with_path(&lock_path)? != TOMBSTONE;
             if dead {
                 removed += self.clear_staging(&id, &path)?;
                 let _ = fs::remove_dir(&path);

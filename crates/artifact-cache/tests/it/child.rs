@@ -32,7 +32,22 @@ impl Child {
     /// Starts this test binary as a child running `task` on the cache at `root`.
     pub(crate) fn spawn(task: &str, root: &Path) -> Child {
         let exe = std::env::current_exe().expect("the test binary knows its path");
-        let mut child = Command::new(exe)
+        Child::start(Command::new(exe), task, root)
+    }
+
+    /// Like [`spawn`](Child::spawn), but the child may not grow any file (`ulimit -f 0`,
+    /// `SIGXFSZ` ignored): every write that would allocate space fails, as on a full disk
+    /// (with `EFBIG` rather than `ENOSPC`).
+    pub(crate) fn spawn_without_space(task: &str, root: &Path) -> Child {
+        let exe = std::env::current_exe().expect("the test binary knows its path");
+        let mut sh = Command::new("sh");
+        // An ignored signal stays ignored across `exec`.
+        sh.args(["-c", "ulimit -f 0 && trap '' XFSZ && exec \"$0\" \"$@\""]).arg(exe);
+        Child::start(sh, task, root)
+    }
+
+    fn start(mut command: Command, task: &str, root: &Path) -> Child {
+        let mut child = command
             .args(["child::entry", "--exact", "--nocapture", "--test-threads=1", "-q"])
             .env(TASK_ENV, task)
             .env(ROOT_ENV, root)
@@ -146,6 +161,18 @@ fn entry() {
                 }
                 _ => writer.abort().unwrap(),
             }
+        }
+        "no-space" => {
+            // Run under `spawn_without_space`: a fill and a commit that both fail for want of
+            // space, then whatever their abort leaves behind is the parent's to inspect.
+            let cache = Cache::open(&root).unwrap();
+            let writer = cache.create(&test_id(1)).unwrap();
+            let err = std::fs::write(writer.path().join("f"), b"data").unwrap_err();
+            say(&format!("fill-failed {:?}", err.raw_os_error()));
+            drop(writer);
+            let writer = cache.create(&test_id(2)).unwrap();
+            let err = writer.commit().unwrap_err();
+            say(&format!("commit-failed {err}"));
         }
         "churn" => churn(&root, number(1), number(2) == 1),
         "stress" => {

@@ -148,3 +148,36 @@ fn the_free_space_floor_refuses_commit_and_keeps_what_is_committed() {
     cache.set_min_free_bytes(0);
     cache.create(&test_id(2)).unwrap();
 }
+
+#[test]
+fn concurrent_commits_end_within_the_size_bound() {
+    // Each commit that finds another thread evicting leaves its eviction to that thread; the
+    // commits that land while it evicts must still be paid for before it lets go.
+    const THREADS: u64 = 6;
+    const EACH: u64 = 5;
+    const FILES: usize = 20;
+    const BYTES: u64 = FILES as u64 * 1000;
+    let budget = 3 * BYTES;
+    let cache = TempCache::with_options(Options::default().max_bytes(Some(budget)));
+    let barrier = std::sync::Barrier::new(THREADS as usize);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (cache, barrier) = (&*cache, &barrier);
+            s.spawn(move || {
+                for n in 0..EACH {
+                    let writer = cache.create(&test_id(t * 1000 + n)).unwrap();
+                    for f in 0..FILES {
+                        fs::write(writer.path().join(format!("f{f}")), [1u8; 1000]).unwrap();
+                    }
+                    // Commit together, so that commits land while another thread evicts.
+                    barrier.wait();
+                    writer.commit().unwrap();
+                }
+            });
+        }
+    });
+    let on_disk: u64 = present(&cache).iter().map(|id| cache.stat(id).unwrap().size).sum();
+    assert!(on_disk <= budget, "{on_disk} bytes on disk, bound {budget}");
+    assert_eq!(cache.usage().unwrap().bytes, on_disk);
+    assert!(cache.evictions() >= THREADS * EACH - 3, "{} evictions", cache.evictions());
+}

@@ -30,14 +30,26 @@ fn creates_the_root_and_tags_it() {
 
 #[test]
 fn concurrent_first_opens_of_an_empty_root_agree() {
+    // One opener may tag the root and create its layout between another's read of the tag
+    // and its listing of the root; the window is narrow, so try many fresh roots.
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("fresh");
-    std::thread::scope(|s| {
-        let opens: Vec<_> = (0..8).map(|_| s.spawn(|| Cache::open(&root))).collect();
-        for open in opens {
-            open.join().unwrap().unwrap();
-        }
-    });
+    for round in 0..100 {
+        let root = dir.path().join(format!("fresh{round}"));
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            let opens: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        Cache::open(&root)
+                    })
+                })
+                .collect();
+            for open in opens {
+                open.join().unwrap().unwrap();
+            }
+        });
+    }
 }
 
 #[test]

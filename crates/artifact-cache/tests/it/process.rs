@@ -80,3 +80,38 @@ async fn get_wait_sees_a_writer_in_another_process_die() {
     child.kill();
     assert!(waiter.await.unwrap().unwrap_err().is_not_found());
 }
+
+#[test]
+fn a_write_that_fails_for_want_of_space_leaves_no_lock_file() {
+    let cache = TempCache::new();
+    commit_known(&cache, &test_id(3), 2).unwrap();
+    let mut child = Child::spawn_without_space("no-space", cache.root());
+    // EFBIG: the child may not grow any file, so neither its data nor the lock file's
+    // tombstone can be written.
+    assert_eq!(child.expect("fill-failed"), format!("Some({})", libc_efbig()));
+    let err = child.expect("commit-failed");
+    assert!(err.contains("metadata") || err.contains("meta"), "{err}");
+    assert!(child.finish().success());
+    // Only the committed artifact keeps a lock file; nothing is staged or in the trash.
+    let names = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(cache.root().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names("locks"), [test_id(3).to_string()]);
+    assert_eq!(names("tmp"), Vec::<String>::new());
+    assert_eq!(names("trash"), Vec::<String>::new());
+    // Both ids work as usual afterwards.
+    for n in 1..=2 {
+        commit_known(&cache, &test_id(n), 1).unwrap();
+        cache.remove(&test_id(n)).unwrap();
+    }
+    assert_eq!(names("locks"), [test_id(3).to_string()]);
+}
+
+fn libc_efbig() -> i32 {
+    rustix::io::Errno::FBIG.raw_os_error()
+}

@@ -237,3 +237,41 @@ const _: fn() = || {
         send_static(&cache.create_or_get(&test_id(1), std::time::Duration::ZERO));
     }
 };
+
+#[test]
+fn a_tree_deeper_than_any_path_is_committed_verified_and_removed() {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    let cache = TempCache::new();
+    let id = test_id(1);
+    let writer = cache.create(&id).unwrap();
+    // 40 levels of 200-byte names: the bottom's path (over 8,000 bytes) is beyond PATH_MAX, so
+    // only fd-relative calls reach it.
+    let name = std::ffi::CString::new("d".repeat(200)).unwrap();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd = rustix::fs::open(writer.path(), flags, Mode::empty()).unwrap();
+    for _ in 0..40 {
+        mkdirat(&fd, &name, Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, &name, flags, Mode::empty()).unwrap();
+    }
+    let file = openat(&fd, c"f", OFlags::WRONLY | OFlags::CREATE, Mode::from_raw_mode(0o644));
+    rustix::io::write(file.unwrap(), b"deep").unwrap();
+    drop(fd);
+    let meta = writer.commit().unwrap();
+    assert_eq!((meta.dirs, meta.files, meta.size), (40, 1, 4));
+    assert_eq!(cache.verify(&id).unwrap().digest, meta.digest);
+    cache.remove(&id).unwrap();
+    assert!(cache.get(&id).unwrap_err().is_not_found());
+    // Deleted, not left in the trash for every open to stumble on.
+    assert_eq!(fs::read_dir(cache.root().join("trash")).unwrap().count(), 0);
+    // And the same tree, aborted before its commit, goes too.
+    let writer = cache.create(&id).unwrap();
+    let mut fd = rustix::fs::open(writer.path(), flags, Mode::empty()).unwrap();
+    for _ in 0..40 {
+        mkdirat(&fd, &name, Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, &name, flags, Mode::empty()).unwrap();
+    }
+    drop(fd);
+    writer.abort().unwrap();
+    assert_eq!(fs::read_dir(cache.root().join("trash")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(cache.root().join("tmp")).unwrap().count(), 0);
+}

@@ -173,15 +173,17 @@ pub(crate) fn check_quiet_root(root: &Path, ids: u64) {
     assert_eq!(cache.gc(None).unwrap().usage.artifacts, 0);
 }
 
+/// How long the stress test runs: `ARTIFACT_STRESS_MS`, 1.5 s by default (`cargo xtask soak`
+/// runs a minute).
 fn stress_millis() -> u64 {
     std::env::var("ARTIFACT_STRESS_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500)
 }
 
 #[test]
 fn threads_and_processes_on_one_root_keep_the_invariants() {
-    let _watchdog = watchdog(Duration::from_secs(180));
-    let cache = TempCache::with_options(options());
     let millis = stress_millis();
+    let _watchdog = watchdog(Duration::from_secs(180) + 2 * Duration::from_millis(millis));
+    let cache = TempCache::with_options(options());
     let children: Vec<Child> = (1..=2)
         .map(|seed| Child::spawn(&format!("stress {seed} 2 {millis}"), cache.root()))
         .collect();
