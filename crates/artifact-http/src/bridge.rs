@@ -39,6 +39,24 @@ pub(crate) fn send_stream<H: Send + 'static>(
     hold: H,
     idle: Duration,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    send_part(dir, Part::Whole, hold, idle)
+}
+
+/// What [`send_part`] sends of a tree's stream.
+pub(crate) enum Part {
+    /// All of it.
+    Whole,
+    /// These bytes of it, by seeking with the tree's index.
+    Range(tarstream::Index, std::ops::Range<u64>),
+}
+
+/// [`send_stream`] of the whole stream or of one byte range of it.
+pub(crate) fn send_part<H: Send + 'static>(
+    dir: PathBuf,
+    part: Part,
+    hold: H,
+    idle: Duration,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let handle = Handle::current();
@@ -48,7 +66,10 @@ pub(crate) fn send_stream<H: Send + 'static>(
             let mut out = ChannelWriter { tx, handle, idle };
             // Both callers send a committed artifact whose digest is in its metadata (and in
             // the `X-Artifact-Digest` header the receiver checks): no need to hash it again.
-            let result = tarstream::send_without_digest(&dir, &mut out);
+            let result = match part {
+                Part::Whole => tarstream::send_without_digest(&dir, &mut out),
+                Part::Range(index, range) => tarstream::send_range(&dir, &index, range, &mut out),
+            };
             match &result {
                 Ok(bytes) => tracing::trace!(bytes, "tar stream sent"),
                 Err(err) => tracing::debug!(error = %err, "tar stream aborted"),

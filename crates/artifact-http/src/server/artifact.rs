@@ -15,8 +15,8 @@ use tarstream::{Digest, ReceiveOptions};
 
 use super::{Access, App, Peer, Reject, metrics::Metrics, parse_id, peer_ip};
 use crate::{
-    bridge::{self, PumpEnd},
-    protocol::{DIGEST_HEADER, FILES_HEADER, SIZE_HEADER, TAR_MEDIA_TYPE},
+    bridge::{self, Part, PumpEnd},
+    protocol::{self, DIGEST_HEADER, FILES_HEADER, RangeAnswer, SIZE_HEADER, TAR_MEDIA_TYPE},
 };
 
 /// `GET` streams the artifact as tar while holding its read lock; `HEAD` answers the same
@@ -37,12 +37,15 @@ pub(super) async fn get(
         // The table may remember an artifact whose files were deleted behind the cache's back
         // (the root removed, say): promise nothing that cannot be streamed.
         match std::fs::symlink_metadata(guard.path()) {
-            Ok(meta) if meta.is_dir() => Ok(guard),
+            Ok(meta) if meta.is_dir() => {
+                let index = load_index(&guard);
+                Ok((guard, index))
+            }
             _ => Err::<_, Option<artifact_cache::Error>>(None),
         }
     });
-    let guard = match found.await {
-        Ok(guard) => guard,
+    let (guard, index) = match found.await {
+        Ok(found) => found,
         Err(Some(err)) => {
             if err.is_not_found() {
                 Metrics::add(&app.metrics.misses, 1);
@@ -58,36 +61,112 @@ pub(super) async fn get(
     Metrics::add(&app.metrics.hits, 1);
     let mut response_headers = artifact_headers(guard.metadata());
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TAR_MEDIA_TYPE));
-    let zstd = negotiate(&headers, &mut response_headers);
+    let digest = guard.metadata().digest;
+    // A range is of the identity stream: asking for one turns compression off.
+    let ranged =
+        index.as_ref().map(|index| (wanted_range(&headers, &digest, index.stream_len()), index));
+    let part = match &ranged {
+        Some((RangeAnswer::Part(range), _)) => Some(range.clone()),
+        _ => None,
+    };
+    let zstd = negotiate(&headers, &mut response_headers, part.is_none());
+    if let Some(index) = &index {
+        response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if !zstd {
+            response_headers.insert(header::ETAG, header_value(&protocol::etag(&digest)));
+            let len = part.as_ref().map_or(index.stream_len(), |r| r.end - r.start);
+            response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+    }
+    let status = match &ranged {
+        Some((RangeAnswer::Unsatisfiable, index)) => {
+            let len = index.stream_len();
+            response_headers
+                .insert(header::CONTENT_RANGE, header_value(&protocol::unsatisfied_range(len)));
+            response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, response_headers).into_response());
+        }
+        Some((RangeAnswer::Part(range), index)) => {
+            let value = protocol::content_range(range, index.stream_len());
+            response_headers.insert(header::CONTENT_RANGE, header_value(&value));
+            StatusCode::PARTIAL_CONTENT
+        }
+        _ => StatusCode::OK,
+    };
     if head {
         // The read guard drops here, on the runtime: an unlock, no file-system walk. The body
-        // is empty but of unknown length, as `GET`'s is (the stream's length is not known
-        // before it is sent), so that no `content-length: 0` is added.
+        // is empty; its length, where known, is in `Content-Length` as for `GET`.
         drop(guard);
         let nothing = futures_util::stream::empty::<io::Result<Bytes>>();
-        return Ok((StatusCode::OK, response_headers, Body::from_stream(nothing)).into_response());
+        return Ok((status, response_headers, Body::from_stream(nothing)).into_response());
     }
     // After the lookup, so that an absent id is 404 even at the stream limit; a refused
     // stream drops its read guard here (an unlock).
     let slot = app.stream_slot(peer_ip(&peer))?;
     let dir = guard.path().to_owned();
-    let stream = bridge::send_stream(dir, (guard, slot), app.config.idle_timeout);
+    let what = match (part, index) {
+        (Some(range), Some(index)) => Part::Range(index, range),
+        _ => Part::Whole,
+    };
+    let stream = bridge::send_part(dir, what, (guard, slot), app.config.idle_timeout);
     let body = encode(&app, zstd, stream);
-    Ok((StatusCode::OK, response_headers, body).into_response())
+    Ok((status, response_headers, body).into_response())
+}
+
+/// The most entries an artifact may have for the server to load its index for a request
+/// (about 100 bytes each in memory): a larger one is served whole, without a length or
+/// ranges.
+const MAX_INDEXED_ENTRIES: u64 = 1 << 20;
+
+/// The artifact's entry index, for `Content-Length` and ranges; `None` (served as a plain
+/// stream) when it is too large to load per request or cannot be had.
+fn load_index(guard: &artifact_cache::ReadGuard) -> Option<tarstream::Index> {
+    let meta = guard.metadata();
+    if meta.files + meta.dirs + meta.symlinks > MAX_INDEXED_ENTRIES {
+        return None;
+    }
+    match guard.index() {
+        Ok(index) => Some(index),
+        Err(err) => {
+            tracing::warn!(error = %crate::error::error_chain(&err), "no entry index: serving without a length or ranges");
+            None
+        }
+    }
+}
+
+/// What the request's `Range` (and `If-Range`) ask of a stream of `len` bytes.
+fn wanted_range(request: &HeaderMap, digest: &Digest, len: u64) -> RangeAnswer {
+    let Some(range) = request.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeAnswer::Whole;
+    };
+    if let Some(if_range) = request.get(header::IF_RANGE) {
+        let matches = if_range
+            .to_str()
+            .is_ok_and(|value| protocol::if_range_matches(value, &protocol::etag(digest)));
+        if !matches {
+            return RangeAnswer::Whole;
+        }
+    }
+    protocol::parse_range(range, len)
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).expect("ranges and tags are ASCII")
 }
 
 /// Adds the headers of content negotiation to `response` (`Vary`, and `Content-Encoding` when
-/// the client accepts zstd and the server has the `zstd` feature); true when the body is to be
-/// compressed.
-fn negotiate(request: &HeaderMap, response: &mut HeaderMap) -> bool {
+/// compression is `allowed` — not for a range —, the client accepts zstd and the server has the
+/// `zstd` feature); true when the body is to be compressed.
+fn negotiate(request: &HeaderMap, response: &mut HeaderMap, allowed: bool) -> bool {
     #[cfg(feature = "zstd")]
     {
         use crate::protocol::{ZSTD, accepts_encoding};
         response.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-        let wanted = request
-            .get(header::ACCEPT_ENCODING)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| accepts_encoding(value, ZSTD));
+        let wanted = allowed
+            && request
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|value| accepts_encoding(value, ZSTD));
         if wanted {
             response.insert(header::CONTENT_ENCODING, HeaderValue::from_static(ZSTD));
         }
@@ -95,7 +174,7 @@ fn negotiate(request: &HeaderMap, response: &mut HeaderMap) -> bool {
     }
     #[cfg(not(feature = "zstd"))]
     {
-        let _ = (request, response);
+        let _ = (request, response, allowed);
         false
     }
 }

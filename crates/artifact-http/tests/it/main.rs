@@ -8,6 +8,7 @@ mod abuse;
 mod concurrency;
 mod faults;
 mod interop;
+mod ranges;
 mod server;
 mod support;
 mod transfer;

@@ -245,8 +245,8 @@ fn shutdown_closes_what_is_left_after_the_grace_period() {
 
 /// The headers of a response that both `GET` and `HEAD` must agree on: all but `date`, and
 /// `transfer-encoding`, the framing of a body, which HTTP/1.1 servers (hyper among them) send
-/// only when a body follows. `content-length` counts: neither may have one (a stream's length
-/// is not known before it is sent).
+/// only when a body follows. `content-length` counts: both give the stream's length (or, for a
+/// compressed body, neither does).
 fn comparable(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
     let mut pairs: Vec<_> = headers
         .iter()
