@@ -77,6 +77,9 @@ fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
         let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
         let request =
             format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
+        // Taken before the request: no wait of the server's sender can start earlier, so this
+        // is a true lower bound of its idle time.
+        let stalled = Instant::now();
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut head = [0u8; 64];
         let n = stream.read(&mut head).await.unwrap();
@@ -88,7 +91,6 @@ fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
         // Read nothing more: the server's sender times out and lets the artifact go while
         // this connection is still open: not before the configured 300 ms, and long before
         // the default minute.
-        let stalled = Instant::now();
         tokio::time::timeout(Duration::from_secs(20), remove_when_released(&remote, &id(1)))
             .await
             .expect("released by the configured idle timeout, not the default one");
@@ -157,8 +159,10 @@ fn a_client_that_sends_no_headers_is_disconnected() {
         let remote = TempCache::new();
         let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
         let server = TestServer::start_with(remote.cache().clone(), config).await;
-        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        // Taken before connecting: the server's timer starts when it accepts, which cannot be
+        // earlier, so this is a true lower bound (one taken after `connect` returns is not).
         let connected = Instant::now();
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
         stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
         let mut rest = Vec::new();
         // The server gives up on the headers and closes: EOF (or a reset), not a hang. Not
@@ -232,6 +236,9 @@ fn shutdown_closes_what_is_left_after_the_grace_period() {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let request =
             format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
+        // Taken before the request: no wait of the server's sender can start earlier, so this
+        // is a true lower bound of its idle time.
+        let stalled = Instant::now();
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut head = [0u8; 64];
         let read = stream.read(&mut head).await.unwrap();
