@@ -236,9 +236,6 @@ fn shutdown_closes_what_is_left_after_the_grace_period() {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let request =
             format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", protocol::artifact_path(&id(1)));
-        // Taken before the request: no wait of the server's sender can start earlier, so this
-        // is a true lower bound of its idle time.
-        let stalled = Instant::now();
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut head = [0u8; 64];
         let read = stream.read(&mut head).await.unwrap();
