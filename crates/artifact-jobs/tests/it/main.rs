@@ -1,0 +1,4 @@
+//! The integration tests of artifact-jobs: one binary, one module per area.
+
+mod machine;
+mod store;
