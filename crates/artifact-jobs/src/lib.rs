@@ -34,13 +34,25 @@
 //! - [`State`], [`Event`] and [`TRANSITIONS`]: the state machine, one table.
 //! - [`Job`], [`JobId`], [`NewJob`]: the job model.
 //! - [`Store`]: the jobs in SQLite, with [`Change`] for what a transition records.
+//! - [`Jobs`]: the scheduler, configured by [`JobsConfig`]; [`RateLimit`], its token bucket.
 
+// Transfer errors are artifact-http's, which name their artifact inline and are large; they
+// are also cold (one per failed attempt), so boxing buys nothing.
+#![allow(clippy::result_large_err)]
+
+mod config;
 mod error;
 mod job;
 mod machine;
+mod metrics;
+mod rate;
+mod sched;
 mod store;
 
+pub use config::JobsConfig;
 pub use error::Error;
 pub use job::{Job, JobId, LOG_ENTRIES, LogEntry, NewJob};
 pub use machine::{Action, Event, ParseError, State, TRANSITIONS, next};
+pub use rate::RateLimit;
+pub use sched::Jobs;
 pub use store::{Change, FILE_NAME, Store};

@@ -145,6 +145,12 @@ impl Stats {
         self.in_flight.load(SeqCst)
     }
 
+    /// Waits until at least `n` `GET /artifact` requests are in flight.
+    pub async fn wait_in_flight(&self, n: usize) {
+        let mut rx = self.idle.as_ref().expect("made by Stats::new").subscribe();
+        let _ = rx.wait_for(|_| self.in_flight.load(SeqCst) >= n).await;
+    }
+
     /// Waits until no `GET /artifact` is in flight.
     pub async fn wait_idle(&self) {
         let mut rx = self.idle.as_ref().expect("made by Stats::new").subscribe();
@@ -154,6 +160,9 @@ impl Stats {
     fn enter(self: &Arc<Self>) -> InFlight {
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.peak.fetch_max(now, SeqCst);
+        if let Some(idle) = &self.idle {
+            idle.send_replace(now);
+        }
         InFlight(self.clone())
     }
 }
