@@ -40,6 +40,7 @@
 // are also cold (one per failed attempt), so boxing buys nothing.
 #![allow(clippy::result_large_err)]
 
+mod api;
 mod config;
 mod error;
 mod job;
