@@ -192,6 +192,12 @@ impl Jobs {
             .with_state(self.clone())
     }
 
+    /// Wraps `app` so that its successful `GET /metrics` answers end with the job lines of
+    /// [`Jobs::metrics`]: the artifact server's metrics and the jobs' in one page.
+    pub fn with_metrics(&self, app: Router) -> Router {
+        app.layer(axum::middleware::from_fn_with_state(self.clone(), append_metrics))
+    }
+
     fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<(), Reject> {
         let config = &self.inner.config;
         let Some(token) = &config.token else { return Ok(()) };
@@ -357,6 +363,33 @@ async fn list(
     let next = if page.len() == limit { page.last().map(|j| j.job) } else { None };
     let page = Page { jobs: page.into_iter().map(JobView::from).collect(), next };
     Ok(Json(page).into_response())
+}
+
+/// The middleware of [`Jobs::with_metrics`].
+async fn append_metrics(
+    AxumState(jobs): AxumState<Jobs>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let metrics = request.method() == axum::http::Method::GET && request.uri().path() == "/metrics";
+    let response = next.run(request).await;
+    if !metrics || !response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let mut page = match axum::body::to_bytes(body, 16 << 20).await {
+        Ok(bytes) => bytes.to_vec(),
+        Err(err) => {
+            warn!(error = %err, "reading the metrics page failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    match jobs.metrics().await {
+        Ok(lines) => page.extend_from_slice(lines.as_bytes()),
+        Err(err) => warn!(error = %err, "job metrics are missing from /metrics"),
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(page))
 }
 
 fn parse_job(text: &str) -> Result<JobId, Reject> {

@@ -148,3 +148,22 @@ async fn bad_bodies_a_full_queue_and_tokens_are_refused() {
     assert_eq!(full.headers()["retry-after"], "5");
     jobs.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pages_gain_the_job_lines() {
+    let local = TempCache::new();
+    let jobs = Jobs::start(local.cache().clone(), JobsConfig::default()).await.unwrap();
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(|| async { "artifact_requests_total 3\n" }))
+        .route("/other", axum::routing::get(|| async { "other\n" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = jobs.with_metrics(app.merge(jobs.router()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let page = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(page.starts_with("artifact_requests_total 3\n"), "{page}");
+    assert!(page.contains("artifact_jobs{state=\"queued\"} 0\n"), "{page}");
+    let other = reqwest::get(format!("{url}/other")).await.unwrap().text().await.unwrap();
+    assert_eq!(other, "other\n");
+    jobs.shutdown().await;
+}

@@ -66,7 +66,8 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         drop(out);
-        let app = artifact_http::router(cache, config.clone()).merge(jobs.router());
+        let app =
+            jobs.with_metrics(artifact_http::router(cache, config.clone()).merge(jobs.router()));
         let served = artifact_http::serve_router(listener, app, &config, shutdown).await;
         jobs.shutdown().await;
         served.context("serving")
