@@ -176,3 +176,20 @@ impl JobsConfig {
         full / 2 + full.mul_f64(fastrand::f64() / 2.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_equal_jitter_up_to_the_max() {
+        let config = JobsConfig::default().backoff(Duration::from_secs(1), Duration::from_secs(5));
+        for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 5), (30, 5)] {
+            let full = Duration::from_secs(full);
+            for _ in 0..20 {
+                let pause = config.backoff_after(attempt);
+                assert!(pause >= full / 2 && pause <= full, "attempt {attempt}: {pause:?}");
+            }
+        }
+    }
+}

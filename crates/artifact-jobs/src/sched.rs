@@ -399,7 +399,12 @@ impl Inner {
                 pool.running += 1;
                 let token = CancellationToken::new();
                 running.insert(job, token.clone());
-                let span = tracing::info_span!("job", job = %job, endpoint = %key);
+                let span = tracing::info_span!(
+                    "job",
+                    job = %job,
+                    id = tracing::field::Empty,
+                    endpoint = %key
+                );
                 let inner = self.clone();
                 let key = key.clone();
                 self.tracker.spawn(inner.work(job, key, token).instrument(span));
@@ -419,6 +424,7 @@ impl Inner {
         let change = Change { endpoint: Some(key.to_string()), ..Change::default() };
         match self.change(move |s| s.apply(job, Event::Start, change, SystemTime::now())).await {
             Ok(started) => {
+                tracing::Span::current().record("id", tracing::field::display(&started.id));
                 let outcome = tokio::select! {
                     biased;
                     () = token.cancelled() => Outcome::Cancelled,
