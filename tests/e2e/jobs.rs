@@ -37,6 +37,16 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// Sends SIGTERM and returns the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap()
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -124,4 +134,36 @@ fn a_failed_job_makes_wait_exit_1_and_bad_flags_are_usage_errors() {
         "nope",
     ]));
     assert_eq!(code(&bad_rate), 2, "{}", stderr(&bad_rate));
+}
+
+#[test]
+fn sigterm_stops_a_running_transfer_and_leaves_it_queued() {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let remote = TempCache::new();
+    commit_known(remote.cache(), &test_id(7), 2).unwrap();
+    let source = runtime.block_on(TestServer::start(remote.cache().clone()));
+    source.faults().once(Fault::StallAfter(600));
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = Serve::start(&root);
+    let submitted = jobs(&server.url, &["pull", "--from", source.url(), &test_id(7).to_string()]);
+    ok(&submitted);
+    let number = stdout(&submitted).split('\t').next().unwrap().to_owned();
+    runtime.block_on(source.stats().wait_in_flight(1));
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    // The stalled transfer was dropped, not left hanging.
+    runtime.block_on(source.stats().wait_idle());
+
+    let server = Serve::start(&root);
+    ok(&jobs(&server.url, &["wait", &number]));
+    let shown = jobs(&server.url, &["show", "--json", &number]);
+    ok(&shown);
+    let job: serde_json::Value = serde_json::from_str(stdout(&shown).trim()).unwrap();
+    assert_eq!(job["attempts"], 2, "{job}");
+    let notes: Vec<&str> =
+        job["log"].as_array().unwrap().iter().filter_map(|e| e["note"].as_str()).collect();
+    assert!(notes.contains(&"stopped by shutdown"), "{job}");
 }

@@ -68,6 +68,13 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         drop(out);
         let app =
             jobs.with_metrics(artifact_http::router(cache, config.clone()).merge(jobs.router()));
+        // On the signal, the jobs stop at once (running ones are left queued), while requests
+        // in flight get the grace period.
+        let stop_jobs = jobs.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stop_jobs.shutdown().await;
+        };
         let served = artifact_http::serve_router(listener, app, &config, shutdown).await;
         jobs.shutdown().await;
         served.context("serving")
