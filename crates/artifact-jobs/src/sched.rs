@@ -440,6 +440,10 @@ impl Inner {
         sched.running.remove(&job);
         if let Some(pool) = sched.pools.get_mut(&key) {
             pool.running -= 1;
+            if pool.running == 0 && pool.queue.is_empty() {
+                sched.pools.remove(&key);
+                debug!(endpoint = %key, "pool retired");
+            }
         }
         drop(sched);
         self.wake.notify_one();

@@ -75,6 +75,7 @@ async fn a_pool_never_runs_more_than_its_concurrency() {
         server.url()
     );
     assert!(metrics.contains(&line), "{metrics}");
+    // Once its last worker has finished (shutdown waits for that), the idle pool is gone.
     jobs.shutdown().await;
     assert_eq!(jobs.pools(), 0, "idle pools are retired");
 }

@@ -143,3 +143,18 @@ fn set_user_version_in_header(path: &std::path::Path) {
     bytes[60..64].copy_from_slice(&99u32.to_be_bytes());
     std::fs::write(path, bytes).unwrap();
 }
+
+#[test]
+fn an_unusable_root_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let err = Store::open(&file).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, artifact_jobs::Error::Database { what: "opening", .. }), "{text}");
+    assert!(text.contains("not-a-dir/jobs.sqlite3"), "{text}");
+    // Not a database.
+    std::fs::write(dir.path().join(artifact_jobs::FILE_NAME), vec![7u8; 4096]).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, artifact_jobs::Error::Database { .. }), "{err}");
+}
