@@ -19,7 +19,7 @@ fn pull(id: ArtifactId, from: &str) -> NewJob {
 async fn server_with(n: u64) -> (TempCache, TestServer) {
     let remote = TempCache::new();
     for i in 0..n {
-        commit_known(remote.cache(), &test_id(i), 3).unwrap();
+        commit_known(remote.cache(), &test_id(i), 1).unwrap();
     }
     let server = TestServer::start(remote.cache().clone()).await;
     (remote, server)
@@ -66,7 +66,7 @@ async fn a_pool_never_runs_more_than_its_concurrency() {
     assert!((1..=4).contains(&peak), "{peak} downloads in flight at once");
     assert!(server.stats().downloads() >= 200);
     for i in [0, 99, 199] {
-        assert_known(local.cache().get(&test_id(i)).unwrap().path(), &test_id(i), 3);
+        assert_known(local.cache().get(&test_id(i)).unwrap().path(), &test_id(i), 1);
     }
     let metrics = jobs.metrics().await.unwrap();
     assert!(metrics.contains("artifact_jobs{state=\"succeeded\"} 200"), "{metrics}");
@@ -127,7 +127,7 @@ async fn a_cancelled_transfer_keeps_nothing_and_the_pool_goes_on() {
         assert!(created, "the cancelled job is not active");
         assert_eq!(jobs.wait(job.job).await.unwrap().state, State::Succeeded);
     }
-    assert_known(local.cache().get(&test_id(0)).unwrap().path(), &test_id(0), 3);
+    assert_known(local.cache().get(&test_id(0)).unwrap().path(), &test_id(0), 1);
     assert_nothing_staged(local.root(), &test_id(0));
     assert_eq!(jobs.get(stuck).await.unwrap().state, State::Cancelled, "stays cancelled");
     jobs.shutdown().await;
@@ -220,13 +220,14 @@ async fn shutdown_leaves_running_jobs_queued_for_the_next_start() {
     let stopped = jobs.get(job).await.unwrap();
     assert_eq!(stopped.state, State::Queued);
     assert!(jobs.submit(vec![pull(test_id(0), server.url())]).await.is_err(), "takes no jobs");
-    assert_eq!(local.cache().list().unwrap().count(), 0);
-    assert_nothing_staged(local.root(), &test_id(0));
+    assert_eq!(local.cache().list().unwrap().count(), 0, "nothing was committed");
 
     let again = Jobs::start(local.cache().clone(), JobsConfig::default()).await.unwrap();
     let done = again.wait(job).await.unwrap();
     assert_eq!((done.state, done.attempts), (State::Succeeded, 2));
-    assert_known(local.cache().get(&test_id(0)).unwrap().path(), &test_id(0), 3);
+    assert_known(local.cache().get(&test_id(0)).unwrap().path(), &test_id(0), 1);
+    // The stopped writer's staging directory went with it (the next writer waited for it).
+    assert_nothing_staged(local.root(), &test_id(0));
     again.shutdown().await;
 }
 
