@@ -4,6 +4,7 @@
 //! library crates together, the way a build system or CI runner would.
 
 mod cli;
+mod jobs;
 mod local;
 mod net;
 mod pack;

@@ -12,9 +12,10 @@ use crate::project_root;
 
 mod cache;
 mod http;
+mod jobs;
 mod tarstream;
 
-const SUITES: &[&str] = &["tarstream", "cache", "http"];
+const SUITES: &[&str] = &["tarstream", "cache", "http", "jobs"];
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let suites: Vec<&str> =
@@ -40,6 +41,7 @@ fn run_suite(suite: &str) -> anyhow::Result<Option<String>> {
         "tarstream" => tarstream::run(),
         "cache" => cache::run().map(Some),
         "http" => http::run(),
+        "jobs" => jobs::run().map(Some),
         _ => bail!("bench: the `{suite}` suite is not written yet"),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask test`: everything that must pass before a change lands (the README's test
 //!   command and what `.ci/run` calls).
-//! - `cargo xtask bench [tarstream|cache|http]...`: the benchmark suite, side by side with its
+//! - `cargo xtask bench [tarstream|cache|http|jobs]...`: the benchmark suite, side by side with its
 //!   anchors; writes its tables into `docs/benchmarks.md`.
 //! - `cargo xtask tidy`: the repository's layout rules (also run by `test`, and as a `#[test]`).
 //! - `cargo xtask soak`: the cache's crash, stress and model tests, hundreds of rounds long.
@@ -28,7 +28,7 @@ commands:
                       (-D warnings) and tidy; --quick leaves out the builds without
                       default features and rustdoc
   bench [SUITE]...    run benchmarks side by side with their anchors and write
-                      docs/benchmarks.md; SUITE is tarstream, cache or http (default: all)
+                      docs/benchmarks.md; SUITE is tarstream, cache, http or jobs (default: all)
   tidy                check the repository's layout rules
   soak [--rounds N] [--stress-secs S] [--cases N] [--seed N]
                       the cache's crash test for N rounds of killed processes (300),

@@ -20,11 +20,22 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("tarstream", &["artifact-testkit"]),
     ("artifact-cache", &["tarstream", "artifact-testkit"]),
     ("artifact-http", &["tarstream", "artifact-cache", "artifact-testkit"]),
+    ("artifact-jobs", &["tarstream", "artifact-cache", "artifact-http", "artifact-testkit"]),
     ("artifact-testkit", &["tarstream", "artifact-cache", "artifact-http"]),
-    ("artifact", &["tarstream", "artifact-cache", "artifact-http", "artifact-testkit"]),
+    (
+        "artifact",
+        &["tarstream", "artifact-cache", "artifact-http", "artifact-jobs", "artifact-testkit"],
+    ),
     (
         "artifact-e2e",
-        &["tarstream", "artifact-cache", "artifact-http", "artifact-testkit", "artifact"],
+        &[
+            "tarstream",
+            "artifact-cache",
+            "artifact-http",
+            "artifact-jobs",
+            "artifact-testkit",
+            "artifact",
+        ],
     ),
     ("xtask", &[]),
 ];
@@ -33,6 +44,7 @@ const OURS: &[&str] = &[
     "tarstream",
     "artifact-cache",
     "artifact-http",
+    "artifact-jobs",
     "artifact-testkit",
     "artifact",
     "artifact-e2e",

@@ -96,6 +96,7 @@ struct Settings {
     token: Option<String>,
     zstd: bool,
     progress: Option<Callback>,
+    throttle: Option<Throttle>,
 }
 
 impl std::fmt::Debug for Downloader {
@@ -151,6 +152,7 @@ impl Default for DownloaderBuilder {
                 token: None,
                 zstd: false,
                 progress: None,
+                throttle: None,
             },
             client: None,
         }
@@ -255,6 +257,17 @@ impl DownloaderBuilder {
         self
     }
 
+    /// Paces the bytes of bodies: before a chunk of a download's body is taken in, or a chunk
+    /// of an upload's body is sent, the transfer awaits the future `throttle(chunk_len)`
+    /// returns (a rate limiter's wait for that many bytes, say). Default: no pacing.
+    pub fn throttle(
+        mut self,
+        throttle: impl Fn(u64) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.throttle = Some(Arc::new(throttle));
+        self
+    }
+
     /// Uses `client` (for proxies, custom TLS roots...) instead of building one; the connect
     /// timeout is then the client's.
     pub fn client(mut self, client: reqwest::Client) -> Self {
@@ -307,6 +320,20 @@ impl DownloaderBuilder {
             }),
         })
     }
+}
+
+/// The type of [`DownloaderBuilder::throttle`]'s function.
+type Throttle = Arc<dyn Fn(u64) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Passes `chunk` on once `throttle` allows its bytes.
+async fn pace(
+    throttle: Option<Throttle>,
+    chunk: std::io::Result<bytes::Bytes>,
+) -> std::io::Result<bytes::Bytes> {
+    if let (Some(throttle), Ok(bytes)) = (&throttle, &chunk) {
+        throttle(bytes.len() as u64).await;
+    }
+    chunk
 }
 
 /// The endpoint's base URL without a trailing slash, if it is one we can use.

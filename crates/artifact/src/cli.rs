@@ -63,6 +63,9 @@ pub(crate) enum Command {
     Get(GetArgs),
     /// Upload an artifact from the local cache to a server.
     Put(PutArgs),
+    /// Transfer jobs on a server: queue pulls and pushes, list, show, cancel, wait.
+    #[command(subcommand, after_help = JOBS_EXIT_CODES)]
+    Jobs(JobsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +138,123 @@ pub(crate) struct ServeArgs {
     /// At most this many open connections from one client address; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub(crate) max_connections_per_peer: usize,
+    #[command(flatten)]
+    pub(crate) jobs: ServeJobsArgs,
+}
+
+/// The transfer-job flags of `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeJobsArgs {
+    /// Limit the transfer jobs of one endpoint to SIZE per second (e.g.
+    /// `http://peer:8417=8MiB/s`); repeat for several endpoints.
+    #[arg(long = "rate", value_name = "URL=SIZE/s")]
+    pub(crate) rates: Vec<String>,
+    /// Limit all transfer jobs together to SIZE per second (e.g. `100MiB/s`).
+    #[arg(long, value_name = "SIZE/s")]
+    pub(crate) rate_limit: Option<String>,
+    /// Keep ended transfer jobs this long before pruning them (e.g. `7d`, `12h`).
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub(crate) jobs_keep: humantime::Duration,
+    /// At most this many active transfer jobs; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub(crate) jobs_max_queued: usize,
+    /// Transfer jobs at once per endpoint.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) jobs_concurrency: usize,
+}
+
+/// Exit statuses of `artifact jobs`, printed in its `--help`.
+pub(crate) const JOBS_EXIT_CODES: &str = "\
+Exit status:
+  0  success (for wait: every job succeeded)
+  1  failure (the server failed or is unreachable; for wait: a job failed or was cancelled;
+     for cancel: the job has ended already)
+  2  usage error (a bad flag, id or URL; the server refused the request as malformed)
+  3  not found (no such job)
+  6  busy (the server's job queue is full; try again later)";
+
+/// `artifact jobs` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobsCommand {
+    /// Queue pulls: the server fetches each ID from the first source that has it.
+    Pull(JobsPullArgs),
+    /// Queue pushes: the server copies each ID from its cache to each target.
+    Push(JobsPushArgs),
+    /// List jobs.
+    Ls(JobsLsArgs),
+    /// Show one job with its log.
+    Show(JobArgs),
+    /// Cancel a job (a running transfer is stopped; nothing partial is kept).
+    Cancel(JobArgs),
+    /// Wait until the jobs have ended; exit 0 only if every one succeeded.
+    Wait(JobsWaitArgs),
+}
+
+/// Flags every `jobs` subcommand takes.
+#[derive(Debug, Args)]
+pub(crate) struct JobsServer {
+    /// The server to ask.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8417")]
+    pub(crate) server: String,
+    /// A file holding the server's bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsPullArgs {
+    /// The artifact ids (hex).
+    #[arg(required = true)]
+    pub(crate) ids: Vec<String>,
+    /// A source server (repeat for failover, tried in order).
+    #[arg(long = "from", value_name = "URL", required = true)]
+    pub(crate) from: Vec<String>,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) priority: i64,
+    #[command(flatten)]
+    pub(crate) server: JobsServer,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsPushArgs {
+    /// The artifact ids (hex).
+    #[arg(required = true)]
+    pub(crate) ids: Vec<String>,
+    /// A target server (repeat: one job per id and target).
+    #[arg(long = "to", value_name = "URL", required = true)]
+    pub(crate) to: Vec<String>,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) priority: i64,
+    #[command(flatten)]
+    pub(crate) server: JobsServer,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsLsArgs {
+    /// Only jobs in this state (queued, running, retrying, succeeded, failed, cancelled).
+    #[arg(long, value_name = "STATE")]
+    pub(crate) state: Option<String>,
+    #[command(flatten)]
+    pub(crate) server: JobsServer,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobArgs {
+    /// The job number.
+    pub(crate) job: String,
+    #[command(flatten)]
+    pub(crate) server: JobsServer,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsWaitArgs {
+    /// The job numbers.
+    #[arg(required = true)]
+    pub(crate) jobs: Vec<String>,
+    #[command(flatten)]
+    pub(crate) server: JobsServer,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,7 @@
 //! The subcommands, one module per concern.
 
+#[cfg(feature = "http")]
+pub(crate) mod jobs;
 pub(crate) mod local;
 #[cfg(feature = "http")]
 pub(crate) mod net;

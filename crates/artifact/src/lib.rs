@@ -8,8 +8,11 @@
 //! | [`tar`] | `tarstream` | directory <-> tar stream, with a tree digest |
 //! | [`cache`] | `artifact-cache` | the on-disk cache |
 //! | `http` | `artifact-http` | server and client (feature `http`) |
+//! | `jobs` | `artifact-jobs` | transfer jobs: queue, scheduler, `/jobs` API (feature `http`) |
 
 pub use artifact_cache as cache;
 #[cfg(feature = "http")]
 pub use artifact_http as http;
+#[cfg(feature = "http")]
+pub use artifact_jobs as jobs;
 pub use tarstream as tar;

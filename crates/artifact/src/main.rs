@@ -47,11 +47,15 @@ fn main() -> ExitCode {
         Command::Get(args) => cmd::net::get(&ctx, args),
         #[cfg(feature = "http")]
         Command::Put(args) => cmd::net::put(&ctx, args),
+        #[cfg(feature = "http")]
+        Command::Jobs(command) => cmd::jobs::run(&ctx, command),
         #[cfg(not(feature = "http"))]
-        Command::Serve(_) | Command::Get(_) | Command::Put(_) => Err(exit::fail(
-            exit::Exit::Usage,
-            anyhow::anyhow!("this build of artifact has no HTTP support (feature `http`)"),
-        )),
+        Command::Serve(_) | Command::Get(_) | Command::Put(_) | Command::Jobs(_) => {
+            Err(exit::fail(
+                exit::Exit::Usage,
+                anyhow::anyhow!("this build of artifact has no HTTP support (feature `http`)"),
+            ))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

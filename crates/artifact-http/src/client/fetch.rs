@@ -310,6 +310,8 @@ impl Inner {
                 );
             }
         });
+        let throttle = self.settings.throttle.clone();
+        let wire = wire.then(move |chunk| super::pace(throttle.clone(), chunk));
         let options = ReceiveOptions::default().max_bytes(self.settings.max_bytes).read_only(true);
         let cache = cache.clone();
         let (outcome, end) = bridge::receive(

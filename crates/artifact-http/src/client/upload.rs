@@ -230,6 +230,8 @@ impl Inner {
                 }
             }
         });
+        let throttle = self.settings.throttle.clone();
+        let counted = counted.then(move |chunk| super::pace(throttle.clone(), chunk));
         let mut done_tx = Some(done_tx);
         let end = futures_util::stream::poll_fn(move |_| {
             if let Some(tx) = done_tx.take() {

@@ -53,6 +53,7 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         .max_connections_per_peer(args.max_connections_per_peer)
         .token(token)
         .token_for_reads(args.token_for_reads);
+    let jobs_config = crate::cmd::jobs::serve_config(&args.jobs, &config)?;
     runtime()?.block_on(async move {
         // Before the address is announced: a SIGTERM right after it must stop us cleanly.
         let shutdown = artifact_http::shutdown_signal();
@@ -60,6 +61,9 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the listen address")?;
+        let jobs = artifact_jobs::Jobs::start(cache.clone(), jobs_config)
+            .await
+            .context("starting the transfer jobs")?;
         let root = fs::canonicalize(cache.root()).unwrap_or_else(|_| cache.root().to_owned());
         let root = root.display().to_string();
         let url = format!("http://{addr}");
@@ -72,7 +76,18 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         drop(out);
-        artifact_http::serve(listener, cache, config, shutdown).await.context("serving")
+        let app =
+            jobs.with_metrics(artifact_http::router(cache, config.clone()).merge(jobs.router()));
+        // On the signal, the jobs stop at once (running ones are left queued), while requests
+        // in flight get the grace period.
+        let stop_jobs = jobs.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stop_jobs.shutdown().await;
+        };
+        let served = artifact_http::serve_router(listener, app, &config, shutdown).await;
+        jobs.shutdown().await;
+        served.context("serving")
     })
 }
 
@@ -178,7 +193,7 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Reads a bearer token: the file's content without surrounding whitespace, not empty.
-fn read_token(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_token(path: &Path) -> anyhow::Result<String> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("reading the token file {}", path.display()))?;
     let token = text.trim();
