@@ -16,7 +16,7 @@ use tarstream::{Digest, ReceiveOptions};
 use super::{Access, App, Reject, metrics::Metrics, parse_id};
 use crate::{
     bridge::{self, PumpEnd},
-    protocol::{DIGEST_HEADER, FILES_HEADER, SIZE_HEADER, TAR_MEDIA_TYPE},
+    protocol::{DIGEST_HEADER, ENTRIES_HEADER, FILES_HEADER, SIZE_HEADER, TAR_MEDIA_TYPE},
 };
 
 /// `GET` streams the artifact as tar while holding its read lock; `HEAD` answers the same
@@ -88,6 +88,8 @@ fn artifact_headers(meta: &Metadata) -> HeaderMap {
     headers.insert(DIGEST_HEADER, digest);
     headers.insert(SIZE_HEADER, HeaderValue::from(meta.size));
     headers.insert(FILES_HEADER, HeaderValue::from(meta.files));
+    let entries = meta.files.saturating_add(meta.dirs).saturating_add(meta.symlinks);
+    headers.insert(ENTRIES_HEADER, HeaderValue::from(entries));
     headers
 }
 

@@ -6,6 +6,7 @@
 
 mod concurrency;
 mod faults;
+mod hostile;
 mod interop;
 mod server;
 mod support;
