@@ -337,7 +337,8 @@ impl Inner {
                 true
             }
             Some(other) => {
-                let coding = escape_remote(other.unwrap_or("(not text)"));
+                // Debug-formatted below: control characters come out escaped.
+                let coding = other.unwrap_or("(not text)");
                 return Attempt::Failed(
                     writer,
                     protocol_error(format!("unexpected content encoding {coding:?}")),
