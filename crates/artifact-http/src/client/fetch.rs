@@ -702,3 +702,38 @@ pub(super) async fn status_error(
     let message = escape_remote(&message);
     Error::Status { id, endpoint: endpoint.base.to_string(), status, message, retry_after }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_lets_one_side_win() {
+        let gate = Gate::default();
+        assert!(gate.begin_commit());
+        assert!(!gate.close(), "a commit that began wins over the deadline");
+        let gate = Gate::default();
+        assert!(gate.close() && gate.close());
+        assert!(!gate.begin_commit(), "no commit begins after the deadline");
+    }
+
+    #[test]
+    fn an_honest_stream_fits_the_bound_its_headers_give() {
+        let dir = tempfile::tempdir().unwrap();
+        // Long paths and link targets (PAX headers), an empty file, odd sizes, deep dirs.
+        let deep = (0..40).map(|i| format!("{i:0>90}")).collect::<Vec<_>>().join("/");
+        std::fs::create_dir_all(dir.path().join(&deep)).unwrap();
+        std::fs::write(dir.path().join(&deep).join("f"), vec![1u8; 513]).unwrap();
+        std::fs::write(dir.path().join("empty"), b"").unwrap();
+        std::os::unix::fs::symlink(format!("{deep}/f"), dir.path().join("link")).unwrap();
+        let mut stream = Vec::new();
+        let summary = tarstream::send(dir.path(), &mut stream).unwrap();
+        let bound = stream_bound(summary.file_bytes, Some(summary.files), Some(summary.entries()));
+        assert!(stream.len() as u64 <= bound, "{} > {bound}", stream.len());
+        // Without an entry count, room for directories and symlinks is assumed.
+        assert!(stream.len() as u64 <= stream_bound(summary.file_bytes, Some(summary.files), None));
+        // A 16-byte tree of one file cannot carry a 100 GiB entry.
+        assert!(stream_bound(16, Some(1), Some(1)) < 1 << 20);
+        assert_eq!(stream_bound(u64::MAX, None, None), u64::MAX);
+    }
+}
