@@ -503,6 +503,13 @@ mod tests {
             let err = classify(kind);
             assert!(matches!(err, Error::Cache { .. }) && !err.is_remote(), "{kind:?}: {err:?}");
         }
+        let full = local_io_error("/c/tmp/x".into(), io::ErrorKind::StorageFull.into());
+        assert!(full.is_disk_full());
+        assert_eq!(
+            full.to_string(),
+            r#"not enough free space at "/c/tmp/x""#,
+            "no made-up numbers"
+        );
         let limit = tarstream::Error::LimitExceeded {
             limit: tarstream::Limit::Bytes(16),
             entry: Some("big".into()),
