@@ -210,6 +210,8 @@ fn bad_arguments_are_usage_errors() {
         &["get", "xyz", "--from", "http://127.0.0.1:1"][..],
         &["get", "ab", "--from", "ftp://127.0.0.1:1"],
         &["get", "ab", "--from", "http://127.0.0.1:1", "--timeout", "-1"],
+        &["get", "ab", "--from", "http://127.0.0.1:1", "--speed-time", "0"],
+        &["get", "ab", "--from", "http://127.0.0.1:1", "--speed-limit", "lots"],
         &["put", "ab", "--to", "not a url"],
         &["serve", "--max-size", "lots"],
         &["serve", "--max-streams", "0"],
@@ -247,4 +249,33 @@ fn get_presents_the_token_to_a_server_that_guards_reads() {
     let out =
         cli(&local, &["get", "d1", "--from", &server.url, "--token-file", token.to_str().unwrap()]);
     ok(&out);
+}
+
+#[test]
+fn get_against_hostile_peers_commits_nothing_late_and_prints_no_escapes() {
+    use std::time::Duration;
+
+    use artifact_testkit::peer::{Behavior, FakePeer, Served};
+
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local");
+    let src = tree(dir.path(), "h");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The whole stream, then zeros that drip: the deadline passes with the tree complete.
+    let every = Duration::from_millis(20);
+    let drip = runtime
+        .block_on(FakePeer::start(Behavior::CompleteThenDrip { served: Served::of(&src), every }));
+    let out = cli(&local, &["get", "c1", "--from", drip.url(), "--timeout", "1"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("overall deadline"), "{}", stderr(&out));
+    let out = cli(&local, &["--json", "ls"]);
+    ok(&out);
+    assert_eq!(stdout(&out), "", "a download that failed committed nothing");
+
+    let escapes = runtime.block_on(FakePeer::start(Behavior::EscapeInjection));
+    let out = cli(&local, &["get", "c1", "--from", escapes.url()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("500"), "{text}");
+    assert!(!text.contains(['\u{1b}', '\0', '\u{7}']), "{text:?}");
 }

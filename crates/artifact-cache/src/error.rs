@@ -69,7 +69,7 @@ pub enum Error {
     },
     /// The file system is (nearly) full: below the free-space floor
     /// ([`Options::min_free_bytes`](crate::Options::min_free_bytes)), or the OS said `ENOSPC`.
-    #[error("not enough free space at {path:?}: {free} bytes free, at least {floor} wanted")]
+    #[error("not enough free space at {path:?}{}", space_suffix(*.free, *.floor, .source.is_some()))]
     DiskFull {
         /// The path whose file system is full.
         path: PathBuf,
@@ -186,6 +186,12 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         self.is_locked() || matches!(self, Error::Timeout { .. })
     }
+}
+
+/// What a [`Error::DiskFull`] adds: the free space against the floor when we measured it
+/// (when the OS said `ENOSPC`, its error says it all).
+fn space_suffix(free: u64, floor: u64, from_os: bool) -> String {
+    if from_os { String::new() } else { format!(": {free} bytes free, at least {floor} wanted") }
 }
 
 /// Attaches a path to an [`io::Error`], turning `ENOSPC`/`EDQUOT` into [`Error::DiskFull`].

@@ -18,6 +18,12 @@ use crate::Error;
 use flight::Flights;
 use progress::Callback;
 
+/// The default low-speed limit, in bytes per second
+/// ([`DownloaderBuilder::low_speed_limit`]).
+pub const DEFAULT_LOW_SPEED: u64 = 1024;
+/// The default low-speed window ([`DownloaderBuilder::low_speed_limit`]).
+pub const DEFAULT_LOW_SPEED_WINDOW: Duration = Duration::from_secs(30);
+
 /// Downloads artifacts into a local [`Cache`] from one or more servers, and uploads them.
 ///
 /// A `Downloader` is cheap to clone (clones share connections, limits and in-flight
@@ -28,16 +34,19 @@ use progress::Callback;
 ///   here or in other processes, wait and share the result (single flight);
 /// - tries the endpoints in order: a 404 moves on to the next endpoint; a transient failure
 ///   (connect error, 5xx, 408/409/429/503 with their `Retry-After`, a body cut short, an idle
-///   timeout, a digest mismatch) moves on too and is retried in the next round, after an
-///   exponential backoff with jitter; other failures (400, 401, a hostile stream) rule the
-///   endpoint out; a local failure (the local cache's disk is full, say) ends the download
-///   at once, as no endpoint can help with it;
+///   timeout, a body below the low-speed limit, a digest mismatch) moves on too and is
+///   retried in the next round, after an exponential backoff with jitter; other failures
+///   (400, 401, a redirect, a hostile stream: one over the size its server announced, or with
+///   an entry that cannot be created here) rule the endpoint out; a local failure (the local
+///   cache's disk is full, say) ends the download at once, as no endpoint can help with it;
 /// - checks the tree digest computed while receiving against the server's
 ///   `X-Artifact-Digest`, and commits only a whole, verified tree: whatever fails, nothing
 ///   partial is kept.
 ///
 /// Dropping the future of any method cancels it cleanly: the transfer stops, nothing is
-/// committed, no lock is left behind.
+/// committed, no lock is left behind. The same holds when the overall
+/// [`timeout`](DownloaderBuilder::timeout) passes, unless the commit had already begun: the
+/// download then succeeds.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -93,6 +102,8 @@ struct Settings {
     per_endpoint: usize,
     lock_wait: Duration,
     max_bytes: u64,
+    /// (bytes per second, window): abandon a body slower than that over a whole window.
+    low_speed: Option<(u64, Duration)>,
     token: Option<String>,
     zstd: bool,
     progress: Option<Callback>,
@@ -149,6 +160,7 @@ impl Default for DownloaderBuilder {
                 per_endpoint: 8,
                 lock_wait: Duration::from_secs(600),
                 max_bytes: 1 << 40,
+                low_speed: Some((DEFAULT_LOW_SPEED, DEFAULT_LOW_SPEED_WINDOW)),
                 token: None,
                 zstd: false,
                 progress: None,
@@ -230,9 +242,23 @@ impl DownloaderBuilder {
         self
     }
 
-    /// The largest tar stream to accept (default 1 TiB).
+    /// The largest tar stream to accept (default 1 TiB). Each answer is also bounded by what
+    /// its server announced (`Content-Length`, or the tree's size and entry count): a peer
+    /// that sends more is at fault, and the next endpoint is tried.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.settings.max_bytes = bytes;
+        self
+    }
+
+    /// Abandons a body that brings fewer than `bytes_per_sec` bytes per second over a whole
+    /// `window`, like curl's `--speed-limit`/`--speed-time`, for the next endpoint
+    /// ([`TimeoutKind::LowSpeed`](crate::TimeoutKind::LowSpeed); it is retried in the next
+    /// round like any timeout). The default, 1 KiB/s over 30 s, lets any working link through
+    /// and stops a peer that crawls to hold the download; a rate or window of 0 turns the
+    /// check off.
+    pub fn low_speed_limit(mut self, bytes_per_sec: u64, window: Duration) -> Self {
+        self.settings.low_speed =
+            (bytes_per_sec > 0 && !window.is_zero()).then_some((bytes_per_sec, window));
         self
     }
 
@@ -269,7 +295,9 @@ impl DownloaderBuilder {
     }
 
     /// Uses `client` (for proxies, custom TLS roots...) instead of building one; the connect
-    /// timeout is then the client's.
+    /// timeout is then the client's. Build it with `redirect(Policy::none())`: a 3xx answer
+    /// fails the endpoint either way, but a client that follows redirects asks the place
+    /// they point to first.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -303,6 +331,8 @@ impl DownloaderBuilder {
             None => reqwest::Client::builder()
                 .connect_timeout(self.settings.connect_timeout)
                 .tcp_nodelay(true)
+                // The protocol has no redirects: a 3xx is that endpoint's failure.
+                .redirect(reqwest::redirect::Policy::none())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build()
                 .map_err(|err| Error::InvalidEndpoint {

@@ -128,6 +128,36 @@ pub enum Error {
         /// The digest of what was received (or of what the server holds).
         actual: Digest,
     },
+    /// The tar stream received names an entry that cannot be created here (a name component
+    /// too long for the local file system, say): the stream's content is at fault, so the
+    /// endpoint is ruled out and the next one tried (nothing was kept).
+    #[error("artifact {id} from {endpoint} has an entry that cannot be created here: {entry:?}")]
+    Unwritable {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoint that sent it.
+        endpoint: String,
+        /// Where the entry was to be created.
+        entry: std::path::PathBuf,
+        /// What the file system said.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The server answered with a redirect (3xx): the protocol has none, so it is not
+    /// followed and the endpoint counts as failed.
+    #[error(
+        "{endpoint} answered {status} for artifact {id}: a redirect to \"{location}\", not followed"
+    )]
+    Redirect {
+        /// The artifact.
+        id: ArtifactId,
+        /// The endpoint.
+        endpoint: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The `Location` header, control characters escaped (empty if none).
+        location: String,
+    },
     /// The server's answer breaks the protocol (for example, no digest header).
     #[error("bad response from {endpoint} for artifact {id}: {reason}")]
     Protocol {
@@ -177,6 +207,9 @@ pub enum TimeoutKind {
     Overall,
     /// Waiting for another writer of the same id in the local cache took too long.
     LockWait,
+    /// The body arrived slower than the low-speed limit for a whole window
+    /// ([`low_speed_limit`](crate::DownloaderBuilder::low_speed_limit)).
+    LowSpeed,
 }
 
 impl std::fmt::Display for TimeoutKind {
@@ -185,6 +218,7 @@ impl std::fmt::Display for TimeoutKind {
             TimeoutKind::Idle => "idle read",
             TimeoutKind::Overall => "overall deadline",
             TimeoutKind::LockWait => "waiting for the local writer",
+            TimeoutKind::LowSpeed => "transfer below the low-speed limit",
         })
     }
 }
@@ -231,9 +265,11 @@ impl Error {
     }
 
     /// The failure is on the remote side or between us and it: absent remotely, refused,
-    /// unreachable, too slow, or sent bad data. A build system that can rebuild the artifact
-    /// may treat these as a cache miss. False for local problems: the local cache, reading
-    /// the local artifact, a malformed endpoint URL, the server's own i/o.
+    /// unreachable, too slow, redirected elsewhere, or sent bad data (a stream over the size it
+    /// announced, or one whose entries cannot be created here). A build system that can
+    /// rebuild the artifact may treat these as a cache miss. False for local problems: the
+    /// local cache (its disk full, its root unwritable), reading the local artifact, a
+    /// malformed endpoint URL, the server's own i/o.
     pub fn is_remote(&self) -> bool {
         match self {
             Error::NotFound { .. }
@@ -241,6 +277,8 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Stream { .. }
             | Error::DigestMismatch { .. }
+            | Error::Unwritable { .. }
+            | Error::Redirect { .. }
             | Error::Protocol { .. } => true,
             #[cfg(feature = "client")]
             Error::Connect { .. } | Error::Transfer { .. } => true,
@@ -272,6 +310,8 @@ impl Error {
         match self {
             Error::InvalidEndpoint { url, .. } => Some(url),
             Error::Status { endpoint, .. }
+            | Error::Unwritable { endpoint, .. }
+            | Error::Redirect { endpoint, .. }
             | Error::Stream { endpoint, .. }
             | Error::DigestMismatch { endpoint, .. }
             | Error::Protocol { endpoint, .. } => Some(endpoint),
@@ -290,6 +330,75 @@ impl Error {
     pub(crate) fn is_absent_here(&self) -> bool {
         matches!(self, Error::Status { status: 404, .. })
     }
+}
+
+/// The one classification of a failed receive of a tar stream from `endpoint` into the local
+/// cache: whatever the stream's content causes is the remote's fault, the rest is local.
+///
+/// - An i/o error that the shape of an entry explains ([`is_entry_fault`]: a name too long,
+///   a file too large, a loop, too many links) is [`Error::Unwritable`]: remote.
+/// - Any other i/o error (a full disk, a read-only or unwritable root) is [`Error::Cache`]:
+///   local, no endpoint can help.
+/// - A stream that breaks a rule or a limit (the size the peer announced included) is
+///   [`Error::Stream`]: remote.
+#[cfg(feature = "client")]
+pub(crate) fn receive_error(id: ArtifactId, endpoint: &str, err: tarstream::Error) -> Error {
+    match err {
+        tarstream::Error::Io { path, source } if is_entry_fault(&source) => Error::Unwritable {
+            id,
+            endpoint: endpoint.to_owned(),
+            entry: path,
+            source: Arc::new(source),
+        },
+        tarstream::Error::Io { path, source } => {
+            Error::Cache { id, source: Arc::new(local_io_error(path, source)) }
+        }
+        err => Error::Stream { id, endpoint: endpoint.to_owned(), source: Arc::new(err) },
+    }
+}
+
+/// Whether an i/o error met while creating a received entry comes from the entry's shape
+/// (its name, size or links), not from the local file system's state: such an error would
+/// happen with any healthy disk, so the stream that asked for it is at fault.
+#[cfg(feature = "client")]
+pub(crate) fn is_entry_fault(source: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        source.kind(),
+        InvalidFilename
+            | FileTooLarge
+            | TooManyLinks
+            | NotADirectory
+            | IsADirectory
+            | AlreadyExists
+            | DirectoryNotEmpty
+            | InvalidInput
+    ) || source.raw_os_error().is_some_and(|code| code == EILSEQ || code == ELOOP)
+}
+
+/// `EILSEQ`: a name the file system cannot encode.
+#[cfg(feature = "client")]
+const EILSEQ: i32 = if cfg!(target_os = "linux") { 84 } else { 92 };
+/// `ELOOP`: too many symlinks on a path.
+#[cfg(feature = "client")]
+const ELOOP: i32 = if cfg!(target_os = "linux") { 40 } else { 62 };
+
+#[cfg(any(feature = "server", feature = "client"))]
+/// Remote text (an error body, a header value, a name) made safe to print: control
+/// characters (ESC, NUL, CR, BEL...) are escaped as `\u{1b}`, so a peer cannot drive the
+/// terminal that shows our messages.
+pub(crate) fn escape_remote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200e}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The cache error for a local file-system failure that tarstream met while writing a received
@@ -315,7 +424,7 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         text.push_str(&err.to_string());
         source = err.source();
     }
-    text
+    escape_remote(&text)
 }
 
 #[cfg(test)]
@@ -361,6 +470,52 @@ mod tests {
         let err = Error::NotFound { id: id(), endpoints: vec!["http://a".into()] };
         assert!(err.is_remote() && err.is_not_found() && !err.is_retryable());
         assert_eq!(err.to_string(), "artifact ab not found on 1 endpoint(s)");
+    }
+
+    #[cfg(any(feature = "server", feature = "client"))]
+    #[test]
+    fn remote_text_loses_its_control_characters() {
+        let escaped = escape_remote("a\u{1b}[2Jb\0c\u{7}\r\nd\u{9b}e\u{202e}f é");
+        assert_eq!(escaped, "a\\u{1b}[2Jb\\u{0}c\\u{7}\\r\\nd\\u{9b}e\\u{202e}f é");
+        assert!(!escaped.chars().any(char::is_control));
+    }
+
+    #[cfg(feature = "client")]
+    #[test]
+    fn the_streams_entries_are_the_remotes_fault_the_disk_is_ours() {
+        let classify = |kind: io::ErrorKind| {
+            let err = tarstream::Error::Io { path: "x".into(), source: io::Error::from(kind) };
+            receive_error(id(), "http://a", err)
+        };
+        for kind in [io::ErrorKind::InvalidFilename, io::ErrorKind::FileTooLarge] {
+            let err = classify(kind);
+            assert!(matches!(err, Error::Unwritable { .. }), "{kind:?}: {err:?}");
+            assert!(err.is_remote() && !err.is_retryable(), "{kind:?}");
+        }
+        let enametoolong = io::Error::from_raw_os_error(36);
+        assert!(is_entry_fault(&enametoolong), "ENAMETOOLONG is the entry's name");
+        for kind in [
+            io::ErrorKind::StorageFull,
+            io::ErrorKind::QuotaExceeded,
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::ReadOnlyFilesystem,
+        ] {
+            let err = classify(kind);
+            assert!(matches!(err, Error::Cache { .. }) && !err.is_remote(), "{kind:?}: {err:?}");
+        }
+        let full = local_io_error("/c/tmp/x".into(), io::ErrorKind::StorageFull.into());
+        assert!(full.is_disk_full());
+        assert_eq!(
+            full.to_string(),
+            r#"not enough free space at "/c/tmp/x""#,
+            "no made-up numbers"
+        );
+        let limit = tarstream::Error::LimitExceeded {
+            limit: tarstream::Limit::Bytes(16),
+            entry: Some("big".into()),
+        };
+        let err = receive_error(id(), "http://a", limit);
+        assert!(matches!(err, Error::Stream { .. }) && err.is_remote() && !err.is_retryable());
     }
 
     #[test]

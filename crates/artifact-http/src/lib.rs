@@ -78,8 +78,8 @@ mod server;
 
 #[cfg(feature = "client")]
 pub use client::{
-    Downloaded, Downloader, DownloaderBuilder, Progress, ProgressEvent, UploadOutcome, Uploaded,
-    download, upload,
+    DEFAULT_LOW_SPEED, DEFAULT_LOW_SPEED_WINDOW, Downloaded, Downloader, DownloaderBuilder,
+    Progress, ProgressEvent, UploadOutcome, Uploaded, download, upload,
 };
 pub use error::{Error, TimeoutKind};
 #[cfg(feature = "server")]

@@ -37,6 +37,9 @@ pub const DIGEST_HEADER: &str = "x-artifact-digest";
 pub const SIZE_HEADER: &str = "x-artifact-size";
 /// Regular files in the artifact (decimal).
 pub const FILES_HEADER: &str = "x-artifact-files";
+/// Entries in the artifact: regular files, directories and symlinks (decimal). With
+/// [`SIZE_HEADER`], it bounds the length of the tar stream.
+pub const ENTRIES_HEADER: &str = "x-artifact-entries";
 /// The media type of a tar stream.
 pub const TAR_MEDIA_TYPE: &str = "application/x-tar";
 /// The media type of the streamed listing: one JSON object per line.

@@ -270,6 +270,13 @@ pub(crate) struct GetArgs {
     /// Give up after this many seconds in all.
     #[arg(long, value_name = "SECS")]
     pub(crate) timeout: Option<f64>,
+    /// Abandon a server whose body brings less than this many bytes per second over
+    /// --speed-time, for the next one (like curl's; default 1KiB; 0 turns it off).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) speed_limit: Option<String>,
+    /// The window of --speed-limit, in seconds (default 30).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) speed_time: Option<f64>,
     /// A file holding the bearer token, for servers that require it for reads.
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,

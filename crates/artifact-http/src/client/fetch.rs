@@ -3,7 +3,10 @@
 
 use std::{
     io,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicU8, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -22,8 +25,8 @@ use super::{
 use crate::{
     Error, TimeoutKind,
     bridge::{self, PumpEnd},
-    error::error_chain,
-    protocol::{self, DIGEST_HEADER, SIZE_HEADER},
+    error::{error_chain, escape_remote, receive_error},
+    protocol::{self, DIGEST_HEADER, ENTRIES_HEADER, FILES_HEADER, SIZE_HEADER},
 };
 
 impl Downloader {
@@ -39,14 +42,28 @@ impl Downloader {
     pub async fn download(&self, cache: &Cache, id: &ArtifactId) -> Result<Downloaded, Error> {
         let id = *id;
         let span = tracing::info_span!("download", id = %id);
-        let work = self.download_shared(cache, id);
+        // Whatever ends this call (the deadline, or the caller dropping it) closes the gate:
+        // no commit starts after that.
+        let gate = Arc::new(Gate::default());
+        let _closed_on_drop = CloseOnDrop(gate.clone());
+        let work = self.download_shared(cache, id, &gate).instrument(span.clone());
         let result = match self.inner.settings.timeout {
             Some(after) => {
-                tokio::time::timeout(after, work).instrument(span.clone()).await.unwrap_or(Err(
-                    Error::Timeout { id, endpoint: None, what: TimeoutKind::Overall, after },
-                ))
+                let mut work = std::pin::pin!(work);
+                match tokio::time::timeout(after, &mut work).await {
+                    Ok(result) => result,
+                    Err(_) if gate.close() => Err(Error::Timeout {
+                        id,
+                        endpoint: None,
+                        what: TimeoutKind::Overall,
+                        after,
+                    }),
+                    // A commit began before the deadline: the artifact is (being) committed,
+                    // and that is this call's outcome.
+                    Err(_) => work.await,
+                }
             }
-            None => work.instrument(span.clone()).await,
+            None => work.await,
         };
         if let Err(err) = &result {
             span.in_scope(|| debug!(error = %err, "download failed"));
@@ -55,11 +72,16 @@ impl Downloader {
     }
 
     /// Joins or leads the in-process flight for (`cache`, `id`).
-    async fn download_shared(&self, cache: &Cache, id: ArtifactId) -> Result<Downloaded, Error> {
+    async fn download_shared(
+        &self,
+        cache: &Cache,
+        id: ArtifactId,
+        gate: &Arc<Gate>,
+    ) -> Result<Downloaded, Error> {
         loop {
             match self.inner.flights.join(cache.root().to_owned(), id) {
                 Role::Leader(ticket) => {
-                    let result = self.fill(cache, id).await;
+                    let result = self.fill(cache, id, gate).await;
                     ticket.finish(result.as_ref().map(drop).map_err(Clone::clone));
                     return result;
                 }
@@ -82,13 +104,18 @@ impl Downloader {
     }
 
     /// Returns the artifact if the cache has it, or becomes its writer and fetches it.
-    async fn fill(&self, cache: &Cache, id: ArtifactId) -> Result<Downloaded, Error> {
+    async fn fill(
+        &self,
+        cache: &Cache,
+        id: ArtifactId,
+        gate: &Arc<Gate>,
+    ) -> Result<Downloaded, Error> {
         let inner = &self.inner;
         // Taken before the writer's lock, so that waiting transfers hold no file descriptors.
         let _permit = inner.global.acquire().await.expect("never closed");
         match cache.create_or_get(&id, inner.settings.lock_wait).await {
             Ok(Fill::Ready(reader)) => Ok(Downloaded { reader, fetched: None }),
-            Ok(Fill::Create(writer)) => inner.fetch(cache, id, writer).await,
+            Ok(Fill::Create(writer)) => inner.fetch(cache, id, writer, gate).await,
             Err(err) => Err(cache_error(id, err)),
         }
     }
@@ -96,6 +123,42 @@ impl Downloader {
 
 pub(super) fn cache_error(id: ArtifactId, err: artifact_cache::Error) -> Error {
     Error::Cache { id, source: Arc::new(err) }
+}
+
+/// Decides, once per download, between committing a received tree and abandoning the
+/// download (its deadline passed, or its caller dropped it): the receive job may commit only
+/// while the gate is open, and closing it fails once a commit has begun. So a download that
+/// reports a timeout never leaves a committed artifact behind, and one whose commit won the
+/// race reports success.
+#[derive(Debug, Default)]
+pub(super) struct Gate(AtomicU8);
+
+const OPEN: u8 = 0;
+const COMMITTING: u8 = 1;
+const CLOSED: u8 = 2;
+
+impl Gate {
+    /// Claims the right to commit; false once the gate is closed.
+    fn begin_commit(&self) -> bool {
+        self.0.compare_exchange(OPEN, COMMITTING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Closes the gate; false if a commit has already begun (it will complete).
+    fn close(&self) -> bool {
+        match self.0.compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(state) => state == CLOSED,
+        }
+    }
+}
+
+/// Closes its gate when dropped.
+struct CloseOnDrop(Arc<Gate>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// The outcome of one attempt.
@@ -114,6 +177,7 @@ impl Inner {
         cache: &Cache,
         id: ArtifactId,
         mut writer: WriteGuard,
+        gate: &Arc<Gate>,
     ) -> Result<Downloaded, Error> {
         let started = Instant::now();
         let settings = &self.settings;
@@ -130,7 +194,7 @@ impl Inner {
                     continue;
                 }
                 attempts += 1;
-                let error = match self.attempt(cache, id, endpoint, writer, attempts).await {
+                let error = match self.attempt(cache, id, endpoint, writer, attempts, gate).await {
                     Attempt::Done(reader, stream_bytes) => {
                         let elapsed = started.elapsed();
                         info!(endpoint = %endpoint.base, attempts, bytes = stream_bytes, ms = elapsed.as_millis() as u64, "downloaded");
@@ -237,6 +301,7 @@ impl Inner {
         endpoint: &Endpoint,
         writer: WriteGuard,
         attempt: u32,
+        gate: &Arc<Gate>,
     ) -> Attempt {
         let _permit = endpoint.permits.acquire().await.expect("never closed");
         let response = match self.get(id, endpoint).await {
@@ -272,6 +337,7 @@ impl Inner {
                 true
             }
             Some(other) => {
+                // Debug-formatted below: control characters come out escaped.
                 let coding = other.unwrap_or("(not text)");
                 return Attempt::Failed(
                     writer,
@@ -280,8 +346,20 @@ impl Inner {
             }
         };
         let total = response.content_length();
-        let tree_bytes =
-            response.headers().get(SIZE_HEADER).and_then(|v| v.to_str().ok()?.trim().parse().ok());
+        let tree_bytes = header_number(&response, SIZE_HEADER);
+        // What the peer announced bounds what is taken from it.
+        let announced = match total {
+            Some(length) if !zstd => Some(length),
+            _ => tree_bytes.map(|size| {
+                stream_bound(
+                    size,
+                    header_number(&response, FILES_HEADER),
+                    header_number(&response, ENTRIES_HEADER),
+                )
+            }),
+        };
+        let max_bytes =
+            announced.map_or(self.settings.max_bytes, |a| a.min(self.settings.max_bytes));
         self.report(id, endpoint, attempt, 0, total, tree_bytes, ProgressEvent::Started);
 
         // Transport errors are kept aside: the job only sees the stream end.
@@ -295,6 +373,13 @@ impl Inner {
                     io::Error::new(io::ErrorKind::ConnectionAborted, "the response body failed")
                 })
             })
+        };
+        let too_slow = Arc::new(AtomicBool::new(false));
+        let wire = match self.settings.low_speed {
+            Some((rate, window)) => {
+                Box::pin(low_speed(wire, rate, window, too_slow.clone())) as BoxStream<'_>
+            }
+            None => Box::pin(wire),
         };
         let wire = wire.inspect(|chunk| {
             if let Ok(chunk) = chunk {
@@ -312,21 +397,29 @@ impl Inner {
         });
         let throttle = self.settings.throttle.clone();
         let wire = wire.then(move |chunk| super::pace(throttle.clone(), chunk));
-        let options = ReceiveOptions::default().max_bytes(self.settings.max_bytes).read_only(true);
+        let options = ReceiveOptions::default().max_bytes(max_bytes).read_only(true);
         let cache = cache.clone();
+        let gate = gate.clone();
         let (outcome, end) = bridge::receive(
             decode(wire, zstd),
             self.settings.idle_timeout,
             |_| {},
-            move |reader| receive_and_commit(&cache, id, writer, reader, &options, expected),
+            move |reader| receive_and_commit(&cache, id, writer, reader, &options, expected, &gate),
         )
         .await;
         match outcome {
             Ok(reader) => Attempt::Done(reader, received),
             Err(Job::Fatal(err)) => Attempt::Fatal(err),
-            Err(Job::Failed(writer, failure)) => {
-                Attempt::Failed(writer, self.explain(id, endpoint, failure, end, &transport))
-            }
+            Err(Job::Cancelled) => Attempt::Fatal(Error::Timeout {
+                id,
+                endpoint: None,
+                what: TimeoutKind::Overall,
+                after: self.settings.timeout.unwrap_or_default(),
+            }),
+            Err(Job::Failed(writer, failure)) => Attempt::Failed(
+                writer,
+                self.explain(id, endpoint, failure, end, &transport, &too_slow),
+            ),
         }
     }
 
@@ -363,16 +456,17 @@ impl Inner {
         failure: Failure,
         end: PumpEnd<io::Error>,
         transport: &Mutex<Option<reqwest::Error>>,
+        too_slow: &AtomicBool,
     ) -> Error {
         let base = endpoint.base.to_string();
         let stream_error = match failure {
             Failure::Digest(actual, expected) => {
                 return Error::DigestMismatch { id, endpoint: base, expected, actual };
             }
-            // The reader side never fails, so an i/o error is the local file system's (a full
-            // disk, say): no other endpoint can help with that.
-            Failure::Stream(tarstream::Error::Io { path, source }) => {
-                return cache_error(id, crate::error::local_io_error(path, source));
+            // The reader side never fails, so an i/o error is the file system's: the local
+            // disk's fault (full, say), or the stream's (an entry it cannot hold).
+            Failure::Stream(err @ tarstream::Error::Io { .. }) => {
+                return receive_error(id, &base, err);
             }
             Failure::Stream(err) => err,
         };
@@ -388,6 +482,15 @@ impl Inner {
                     };
                 }
                 PumpEnd::Body(err) => {
+                    if too_slow.load(Ordering::Acquire) {
+                        let (_, after) = self.settings.low_speed.unwrap_or_default();
+                        return Error::Timeout {
+                            id,
+                            endpoint: Some(base),
+                            what: TimeoutKind::LowSpeed,
+                            after,
+                        };
+                    }
                     if let Some(source) =
                         transport.lock().unwrap_or_else(PoisonError::into_inner).take()
                     {
@@ -402,7 +505,7 @@ impl Inner {
                 PumpEnd::Done | PumpEnd::JobGone => {}
             }
         }
-        Error::Stream { id, endpoint: base, source: Arc::new(stream_error) }
+        receive_error(id, &base, stream_error)
     }
 }
 
@@ -416,6 +519,9 @@ enum Failure {
 enum Job {
     Failed(WriteGuard, Failure),
     Fatal(Error),
+    /// The tree was whole, but the download was over (its deadline passed, or it was dropped)
+    /// before the commit could begin: the writer was aborted.
+    Cancelled,
 }
 
 /// The blocking job of an attempt: receive, verify, commit, and take a read lock; on failure
@@ -427,9 +533,14 @@ fn receive_and_commit(
     reader: &mut bridge::ChannelReader,
     options: &ReceiveOptions,
     expected: Digest,
+    gate: &Gate,
 ) -> Result<ReadGuard, Job> {
     let failure = match tarstream::receive_with(writer.path(), reader, options) {
         Ok(summary) if summary.digest == expected => {
+            if !gate.begin_commit() {
+                writer.abort().map_err(|err| Job::Fatal(cache_error(id, err)))?;
+                return Err(Job::Cancelled);
+            }
             writer.commit_with(&summary).map_err(|err| Job::Fatal(cache_error(id, err)))?;
             return cache.get(&id).map_err(|err| Job::Fatal(cache_error(id, err)));
         }
@@ -456,6 +567,71 @@ fn empty_dir(dir: &std::path::Path) -> io::Result<()> {
     Ok(())
 }
 
+type BoxStream<'a> = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>>;
+
+/// A decimal header of `response`, if present and a number.
+fn header_number(response: &reqwest::Response, name: &str) -> Option<u64> {
+    response.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The most bytes of tar stream a tree can take, from what its server announced: `size`
+/// bytes of file content, and `entries` entries (files, directories, symlinks), or `files`
+/// files and up to [`UNANNOUNCED_ENTRIES`] others when the server does not say.
+pub(crate) fn stream_bound(size: u64, files: Option<u64>, entries: Option<u64>) -> u64 {
+    let entries = entries.unwrap_or_else(|| files.unwrap_or(0).saturating_add(UNANNOUNCED_ENTRIES));
+    size.saturating_add(entries.saturating_mul(ENTRY_OVERHEAD)).saturating_add(END_OVERHEAD)
+}
+
+/// The most bytes an entry adds to a stream beyond its content: its header block, a PAX
+/// header block and records carrying a path and a link target of up to 4 KiB each, and its
+/// data's padding.
+const ENTRY_OVERHEAD: u64 = 10 * 1024;
+/// The end-of-archive marker, with room to spare.
+const END_OVERHEAD: u64 = 2 * 1024;
+/// Directories and symlinks assumed when a server announces no entry count.
+const UNANNOUNCED_ENTRIES: u64 = 1 << 16;
+
+/// `wire`, failing (and setting `too_slow`) once less than `rate` bytes per second arrived over
+/// a whole `window`, like curl's `--speed-limit`/`--speed-time`.
+fn low_speed<'a>(
+    wire: impl Stream<Item = io::Result<Bytes>> + Send + 'a,
+    rate: u64,
+    window: Duration,
+    too_slow: Arc<AtomicBool>,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'a {
+    let wanted = (rate as f64 * window.as_secs_f64()) as u64;
+    let window_end = tokio::time::Instant::now() + window;
+    let state = (Box::pin(wire), window_end, 0u64, false);
+    futures_util::stream::unfold(state, move |(mut wire, mut window_end, mut bytes, done)| {
+        let too_slow = too_slow.clone();
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                tokio::select! {
+                    next = wire.next() => {
+                        let item = next?;
+                        if let Ok(chunk) = &item {
+                            bytes += chunk.len() as u64;
+                        }
+                        return Some((item, (wire, window_end, bytes, false)));
+                    }
+                    () = tokio::time::sleep_until(window_end) => {
+                        if bytes < wanted {
+                            too_slow.store(true, Ordering::Release);
+                            let err = io::Error::new(io::ErrorKind::TimedOut, "below the low-speed limit");
+                            return Some((Err(err), (wire, window_end, bytes, true)));
+                        }
+                        bytes = 0;
+                        window_end += window;
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// The response body, zstd-decoded if the server compressed it.
 fn decode<'a>(
     wire: impl Stream<Item = io::Result<Bytes>> + Send + 'a,
@@ -479,8 +655,14 @@ pub(super) fn request_error(id: ArtifactId, endpoint: &Endpoint, err: reqwest::E
     }
 }
 
-/// An [`Error::Status`] from a non-success response, with the server's message (read within
-/// `idle`, at most 4 KiB of it).
+/// The most of an error body read for its message.
+const ERROR_BODY_BYTES: usize = 4096;
+/// The longest an error body is read for its message (or the idle timeout, if shorter).
+const ERROR_BODY_TIME: Duration = Duration::from_secs(5);
+
+/// An [`Error::Status`] from a non-success response, with the server's message (at most
+/// 4 KiB of it, read within 5 s or `idle` if shorter, control characters escaped); an
+/// [`Error::Redirect`] for a 3xx.
 pub(super) async fn status_error(
     id: ArtifactId,
     endpoint: &Endpoint,
@@ -488,6 +670,12 @@ pub(super) async fn status_error(
     idle: Duration,
 ) -> Error {
     let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        let location = response.headers().get(header::LOCATION);
+        let location = location.map(|v| escape_remote(&String::from_utf8_lossy(v.as_bytes())));
+        let endpoint = endpoint.base.to_string();
+        return Error::Redirect { id, endpoint, status, location: location.unwrap_or_default() };
+    }
     let retry_after = response
         .headers()
         .get(header::RETRY_AFTER)
@@ -495,12 +683,17 @@ pub(super) async fn status_error(
         .and_then(protocol::parse_retry_after);
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
-    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(idle, stream.next()).await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= 4096 {
-            break;
+    let read = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= ERROR_BODY_BYTES {
+                break;
+            }
         }
-    }
+    };
+    // A body that drips (or never ends) must not hold the attempt: what came in time will do.
+    let _ = tokio::time::timeout(idle.min(ERROR_BODY_TIME), read).await;
+    body.truncate(ERROR_BODY_BYTES);
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|json| json.get("error")?.as_str().map(str::to_owned))
@@ -508,5 +701,41 @@ pub(super) async fn status_error(
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
             text.trim().to_owned()
         });
+    let message = escape_remote(&message);
     Error::Status { id, endpoint: endpoint.base.to_string(), status, message, retry_after }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_lets_one_side_win() {
+        let gate = Gate::default();
+        assert!(gate.begin_commit());
+        assert!(!gate.close(), "a commit that began wins over the deadline");
+        let gate = Gate::default();
+        assert!(gate.close() && gate.close());
+        assert!(!gate.begin_commit(), "no commit begins after the deadline");
+    }
+
+    #[test]
+    fn an_honest_stream_fits_the_bound_its_headers_give() {
+        let dir = tempfile::tempdir().unwrap();
+        // Long paths and link targets (PAX headers), an empty file, odd sizes, deep dirs.
+        let deep = (0..40).map(|i| format!("{i:0>90}")).collect::<Vec<_>>().join("/");
+        std::fs::create_dir_all(dir.path().join(&deep)).unwrap();
+        std::fs::write(dir.path().join(&deep).join("f"), vec![1u8; 513]).unwrap();
+        std::fs::write(dir.path().join("empty"), b"").unwrap();
+        std::os::unix::fs::symlink(format!("{deep}/f"), dir.path().join("link")).unwrap();
+        let mut stream = Vec::new();
+        let summary = tarstream::send(dir.path(), &mut stream).unwrap();
+        let bound = stream_bound(summary.file_bytes, Some(summary.files), Some(summary.entries()));
+        assert!(stream.len() as u64 <= bound, "{} > {bound}", stream.len());
+        // Without an entry count, room for directories and symlinks is assumed.
+        assert!(stream.len() as u64 <= stream_bound(summary.file_bytes, Some(summary.files), None));
+        // A 16-byte tree of one file cannot carry a 100 GiB entry.
+        assert!(stream_bound(16, Some(1), Some(1)) < 1 << 20);
+        assert_eq!(stream_bound(u64::MAX, None, None), u64::MAX);
+    }
 }

@@ -16,7 +16,10 @@ use tarstream::{Digest, ReceiveOptions};
 use super::{Access, App, Peer, Reject, metrics::Metrics, parse_id, peer_ip};
 use crate::{
     bridge::{self, Part, PumpEnd},
-    protocol::{self, DIGEST_HEADER, FILES_HEADER, RangeAnswer, SIZE_HEADER, TAR_MEDIA_TYPE},
+    protocol::{
+        self, DIGEST_HEADER, ENTRIES_HEADER, FILES_HEADER, RangeAnswer, SIZE_HEADER,
+        TAR_MEDIA_TYPE,
+    },
 };
 
 /// `GET` streams the artifact as tar while holding its read lock; `HEAD` answers the same
@@ -201,6 +204,8 @@ fn artifact_headers(meta: &Metadata) -> HeaderMap {
     headers.insert(DIGEST_HEADER, digest);
     headers.insert(SIZE_HEADER, HeaderValue::from(meta.size));
     headers.insert(FILES_HEADER, HeaderValue::from(meta.files));
+    let entries = meta.files.saturating_add(meta.dirs).saturating_add(meta.symlinks);
+    headers.insert(ENTRIES_HEADER, HeaderValue::from(entries));
     headers
 }
 

@@ -7,6 +7,7 @@
 mod abuse;
 mod concurrency;
 mod faults;
+mod hostile;
 mod interop;
 mod ranges;
 mod server;

@@ -100,10 +100,25 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         Some(secs) => Some(Duration::from_secs_f64(secs)),
         None => None,
     };
+    let speed_limit = match &args.speed_limit {
+        Some(text) => parse_size(text).map_err(|e| fail(Exit::Usage, anyhow!(e)))?,
+        None => artifact_http::DEFAULT_LOW_SPEED,
+    };
+    let speed_time = match args.speed_time {
+        Some(secs) if !(secs.is_finite() && secs > 0.0) => {
+            return Err(fail(Exit::Usage, anyhow!("--speed-time must be a positive number")));
+        }
+        Some(secs) => Duration::from_secs_f64(secs),
+        None => artifact_http::DEFAULT_LOW_SPEED_WINDOW,
+    };
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let cache = open(ctx)?;
     let bar = (!ctx.json && io::stderr().is_terminal()).then(|| progress_bar(&id));
-    let mut builder = Downloader::builder().endpoints(&args.from).timeout(timeout).token(token);
+    let mut builder = Downloader::builder()
+        .endpoints(&args.from)
+        .timeout(timeout)
+        .low_speed_limit(speed_limit, speed_time)
+        .token(token);
     if let Some(bar) = &bar {
         let bar = bar.clone();
         builder = builder.progress(move |p| show(&bar, p));
