@@ -17,8 +17,7 @@ use super::{Access, App, Peer, Reject, metrics::Metrics, parse_id, peer_ip};
 use crate::{
     bridge::{self, Part, PumpEnd},
     protocol::{
-        self, DIGEST_HEADER, ENTRIES_HEADER, FILES_HEADER, RangeAnswer, SIZE_HEADER,
-        TAR_MEDIA_TYPE,
+        self, DIGEST_HEADER, ENTRIES_HEADER, FILES_HEADER, RangeAnswer, SIZE_HEADER, TAR_MEDIA_TYPE,
     },
 };
 
