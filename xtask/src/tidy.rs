@@ -19,12 +19,23 @@ use crate::project_root;
 const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("tarstream", &["artifact-testkit"]),
     ("artifact-cache", &["tarstream", "artifact-testkit"]),
-    ("artifact-http", &["tarstream", "artifact-cache", "artifact-testkit"]),
-    ("artifact-testkit", &["tarstream", "artifact-cache", "artifact-http"]),
-    ("artifact", &["tarstream", "artifact-cache", "artifact-http", "artifact-testkit"]),
+    ("artifact-store", &["tarstream", "artifact-cache", "artifact-testkit"]),
+    ("artifact-http", &["tarstream", "artifact-cache", "artifact-store", "artifact-testkit"]),
+    ("artifact-testkit", &["tarstream", "artifact-cache", "artifact-store", "artifact-http"]),
+    (
+        "artifact",
+        &["tarstream", "artifact-cache", "artifact-store", "artifact-http", "artifact-testkit"],
+    ),
     (
         "artifact-e2e",
-        &["tarstream", "artifact-cache", "artifact-http", "artifact-testkit", "artifact"],
+        &[
+            "tarstream",
+            "artifact-cache",
+            "artifact-store",
+            "artifact-http",
+            "artifact-testkit",
+            "artifact",
+        ],
     ),
     ("xtask", &[]),
 ];
@@ -32,6 +43,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
 const OURS: &[&str] = &[
     "tarstream",
     "artifact-cache",
+    "artifact-store",
     "artifact-http",
     "artifact-testkit",
     "artifact",
