@@ -7,4 +7,5 @@ mod cli;
 mod local;
 mod net;
 mod pack;
+mod store;
 mod support;

@@ -8,6 +8,8 @@ mod listen;
 mod metrics;
 mod observe;
 mod reply;
+#[cfg(feature = "store")]
+mod store;
 
 use std::sync::Arc;
 

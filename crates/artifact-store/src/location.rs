@@ -56,12 +56,10 @@ fn backend(
         "s3" => {
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_retry(retry(options))
-                .with_client_options(client(options));
-            for (key, value) in &options.config {
+                .with_retry(retry(options));
+            for (key, value) in settings(options) {
                 builder = builder.with_config(key.parse().map_err(|err| config(url, err))?, value);
             }
-            // After the client options, which would replace the settings in `config`.
             let store = builder.build().map_err(|err| config(url, err))?;
             Ok(Arc::new(store))
         }
@@ -69,12 +67,10 @@ fn backend(
         "gs" => {
             let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
-                .with_retry(retry(options))
-                .with_client_options(client(options));
-            for (key, value) in &options.config {
+                .with_retry(retry(options));
+            for (key, value) in settings(options) {
                 builder = builder.with_config(key.parse().map_err(|err| config(url, err))?, value);
             }
-            // After the client options, which would replace the settings in `config`.
             let store = builder.build().map_err(|err| config(url, err))?;
             Ok(Arc::new(store))
         }
@@ -82,12 +78,10 @@ fn backend(
         "az" => {
             let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_container_name(bucket)
-                .with_retry(retry(options))
-                .with_client_options(client(options));
-            for (key, value) in &options.config {
+                .with_retry(retry(options));
+            for (key, value) in settings(options) {
                 builder = builder.with_config(key.parse().map_err(|err| config(url, err))?, value);
             }
-            // After the client options, which would replace the settings in `config`.
             let store = builder.build().map_err(|err| config(url, err))?;
             Ok(Arc::new(store))
         }
@@ -115,12 +109,16 @@ fn retry(options: &StoreOptions) -> object_store::RetryConfig {
     }
 }
 
-/// Connect and request timeouts.
+/// The timeouts as client configuration keys (setting `ClientOptions` instead would replace
+/// what the environment set, such as `AWS_ALLOW_HTTP`), then `StoreOptions::config`.
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
-fn client(options: &StoreOptions) -> object_store::ClientOptions {
-    object_store::ClientOptions::new()
-        .with_connect_timeout(options.connect_timeout)
-        .with_timeout(options.request_timeout)
+fn settings(options: &StoreOptions) -> Vec<(&str, String)> {
+    let mut settings = vec![
+        ("connect_timeout", format!("{}ms", options.connect_timeout.as_millis())),
+        ("timeout", format!("{}ms", options.request_timeout.as_millis())),
+    ];
+    settings.extend(options.config.iter().map(|(key, value)| (key.as_str(), value.clone())));
+    settings
 }
 
 fn config(url: &str, err: object_store::Error) -> Error {

@@ -159,7 +159,16 @@ impl Inner {
                 tracing::debug!("exists already");
                 Ok(Uploaded { outcome: UploadOutcome::Exists, bytes_sent: bytes })
             }
-            Err(err) => Err(Error::from_store(&self.url, "put", Some(id), id.to_string(), err)),
+            Err(err) => {
+                // A server may refuse the create (412) before it has read the body, and the
+                // client then sees the connection break rather than the answer: look.
+                let err = Error::from_store(&self.url, "put", Some(id), id.to_string(), err);
+                if err.is_retryable() && matches!(self.exists(id).await, Ok(true)) {
+                    tracing::debug!(error = %err, "exists already (the create was cut off)");
+                    return Ok(Uploaded { outcome: UploadOutcome::Exists, bytes_sent: bytes });
+                }
+                Err(err)
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 //! ```
 //! use artifact_testkit::s3::S3Server;
 //!
-//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let server = S3Server::start().await;
 //! assert!(server.endpoint().starts_with("http://127.0.0.1:"));

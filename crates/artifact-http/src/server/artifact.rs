@@ -33,6 +33,11 @@ pub(super) async fn get(
     let cache = app.cache.clone();
     let guard = match bridge::blocking(move || cache.get(&id)).await {
         Ok(guard) => guard,
+        #[cfg(feature = "store")]
+        Err(err) if err.is_not_found() && app.config.store.is_some() => {
+            let store = app.config.store.as_ref().expect("checked above");
+            super::store::read_through(&app, store, id).await?
+        }
         Err(err) => {
             if err.is_not_found() {
                 Metrics::add(&app.metrics.misses, 1);
@@ -150,6 +155,10 @@ async fn receive_upload(
             // Read what the client is sending anyway, so that it sees our answer.
             drain_sent(&app, &headers, body, limit).await;
             tracing::debug!("artifact exists already");
+            #[cfg(feature = "store")]
+            if let Some(store) = &app.config.store {
+                super::store::write_through(&app, store, id).await?;
+            }
             return Ok((StatusCode::OK, artifact_headers(&meta), Json(meta)).into_response());
         }
         Err(err) => {
@@ -186,6 +195,10 @@ async fn receive_upload(
         Ok(meta) => {
             Metrics::add(&app.metrics.uploads, 1);
             tracing::info!(bytes = meta.size, files = meta.files, "upload committed");
+            #[cfg(feature = "store")]
+            if let Some(store) = &app.config.store {
+                super::store::write_through(&app, store, id).await?;
+            }
             Ok((StatusCode::CREATED, artifact_headers(&meta), Json(meta)).into_response())
         }
         Err(failed) => {

@@ -56,6 +56,11 @@ pub struct ServerConfig {
     /// The zstd level for compressed downloads (feature `zstd`; default 1, the fastest: the
     /// link is usually faster than the compressor).
     pub zstd_level: i32,
+    /// The shared tier behind the cache (feature `store`; none by default): a `GET` or `HEAD`
+    /// of an id the cache lacks fetches it from the store first (once, however many requests
+    /// ask at the same time), and a `PUT` answers only once the artifact is in the store too.
+    #[cfg(feature = "store")]
+    pub store: Option<artifact_store::Store>,
 }
 
 impl Default for ServerConfig {
@@ -72,14 +77,16 @@ impl Default for ServerConfig {
             token: None,
             token_for_reads: false,
             zstd_level: 1,
+            #[cfg(feature = "store")]
+            store: None,
         }
     }
 }
 
 impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerConfig")
-            .field("max_streams", &self.max_streams)
+        let mut f = f.debug_struct("ServerConfig");
+        f.field("max_streams", &self.max_streams)
             .field("max_connections", &self.max_connections)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
@@ -89,8 +96,10 @@ impl fmt::Debug for ServerConfig {
             .field("retry_after", &self.retry_after)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_for_reads", &self.token_for_reads)
-            .field("zstd_level", &self.zstd_level)
-            .finish()
+            .field("zstd_level", &self.zstd_level);
+        #[cfg(feature = "store")]
+        f.field("store", &self.store.as_ref().map(artifact_store::Store::url));
+        f.finish()
     }
 }
 
@@ -158,6 +167,13 @@ impl ServerConfig {
     /// Sets [`zstd_level`](Self::zstd_level).
     pub fn zstd_level(mut self, level: i32) -> Self {
         self.zstd_level = level;
+        self
+    }
+
+    /// Sets [`store`](Self::store).
+    #[cfg(feature = "store")]
+    pub fn store(mut self, store: Option<artifact_store::Store>) -> Self {
+        self.store = store;
         self
     }
 

@@ -65,6 +65,20 @@ async fn conditional_create_one_creates_the_other_learns_it_exists() {
     // The second upload sent one conditional PUT, which the store refused.
     assert_eq!(server.stats().uploads(), puts + 1);
     assert_eq!(store.list().await.unwrap(), vec![id]);
+
+    // A refused create of a stream larger than the socket buffers: the server answers before
+    // it has read the body, and the client sees a broken connection; it still learns the
+    // object exists.
+    let large = test_id(12);
+    commit_large(a.cache(), &large, 7 * MIB);
+    assert_eq!(store.upload(a.cache(), &large).await.unwrap().outcome, UploadOutcome::Created);
+    for _ in 0..3 {
+        let again = store.upload(a.cache(), &large).await.unwrap();
+        assert_eq!(again.outcome, UploadOutcome::Exists);
+    }
+    // Whatever breaks the refused create (here: every PUT fails), a look tells it exists.
+    server.put_faults().always(Fault::Status(500));
+    assert_eq!(store.upload(b.cache(), &id).await.unwrap().outcome, UploadOutcome::Exists);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
