@@ -181,3 +181,56 @@ async fn serve_refuses_a_store_it_cannot_use() {
     let out = run(with_store(&s3, &root).args(["serve", "--store", "ftp://x"]));
     assert_eq!(code(&out), 2, "{}", stderr(&out));
 }
+
+/// `GET /artifact?id=ID` over a fresh connection; the status code.
+fn http_get_status(url: &str, id: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /artifact?id={id} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let head = String::from_utf8_lossy(&response[..12.min(response.len())]).into_owned();
+    head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_through_is_one_store_download_and_a_down_store_spares_local_hits() {
+    let s3 = S3Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = tree(dir.path());
+    let store = format!("{}/fleet", s3.url());
+    let worker = dir.path().join("worker");
+    ok(&run(with_store(&s3, &worker).args(["add", "abba", src.to_str().unwrap()])));
+    ok(&run(with_store(&s3, &worker).args(["put", "abba", "--to", &store])));
+
+    let root = dir.path().join("server");
+    ok(&run(with_store(&s3, &root).args(["add", "cafe", src.to_str().unwrap()])));
+    let server = serve(&s3, &root, &store);
+    let before = s3.stats().downloads();
+    let url = server.url.clone();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let askers: Vec<_> = (0..64)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || http_get_status(&url, "abba"))
+            })
+            .collect();
+        askers.into_iter().map(|asker| asker.join().unwrap()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    assert_eq!(s3.stats().downloads() - before, 1, "64 GETs of one missing id, one store GET");
+
+    // The store goes down: local hits still served, a miss is 503.
+    s3.faults().always(artifact_testkit::server::Fault::Status(503));
+    let url = server.url.clone();
+    let (hit, miss) = tokio::task::spawn_blocking(move || {
+        (http_get_status(&url, "cafe"), http_get_status(&url, "beef"))
+    })
+    .await
+    .unwrap();
+    assert_eq!((hit, miss), (200, 503));
+}
