@@ -33,8 +33,14 @@ pub(super) async fn get(
     let cache = app.cache.clone();
     let guard = match bridge::blocking(move || cache.get(&id)).await {
         Ok(guard) => guard,
+        // A miss, or another request already filling it from the store: wait for that one
+        // (the cache's single flight) rather than answering 409.
         #[cfg(feature = "store")]
-        Err(err) if err.is_not_found() && app.config.store.is_some() => {
+        Err(err)
+            if app.config.store.is_some()
+                && (err.is_not_found()
+                    || matches!(err, artifact_cache::Error::WriteLocked { .. })) =>
+        {
             let store = app.config.store.as_ref().expect("checked above");
             super::store::read_through(&app, store, id).await?
         }

@@ -184,7 +184,7 @@ impl Metrics {
             let counters = [
                 (
                     "artifact_store_fetches_total",
-                    "Local misses fetched from the store (then served, and counted as hits).",
+                    "Local misses answered through the store (fetched, or waited for while another request fetched them; also counted as hits).",
                     self.store_fetches.load(Relaxed),
                 ),
                 (

@@ -20,7 +20,7 @@ pub(super) async fn read_through(
             tracing::info!(
                 store = store.url(),
                 bytes = guard.metadata().size,
-                "fetched from the store"
+                "served through the store"
             );
             Ok(guard)
         }
