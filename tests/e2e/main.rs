@@ -8,4 +8,5 @@ mod jobs;
 mod local;
 mod net;
 mod pack;
+mod store;
 mod support;

@@ -19,18 +19,30 @@ use crate::project_root;
 const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("tarstream", &["artifact-testkit"]),
     ("artifact-cache", &["tarstream", "artifact-testkit"]),
-    ("artifact-http", &["tarstream", "artifact-cache", "artifact-testkit"]),
-    ("artifact-jobs", &["tarstream", "artifact-cache", "artifact-http", "artifact-testkit"]),
-    ("artifact-testkit", &["tarstream", "artifact-cache", "artifact-http"]),
+    ("artifact-store", &["tarstream", "artifact-cache", "artifact-testkit"]),
+    ("artifact-http", &["tarstream", "artifact-cache", "artifact-store", "artifact-testkit"]),
+    (
+        "artifact-jobs",
+        &["tarstream", "artifact-cache", "artifact-store", "artifact-http", "artifact-testkit"],
+    ),
+    ("artifact-testkit", &["tarstream", "artifact-cache", "artifact-store", "artifact-http"]),
     (
         "artifact",
-        &["tarstream", "artifact-cache", "artifact-http", "artifact-jobs", "artifact-testkit"],
+        &[
+            "tarstream",
+            "artifact-cache",
+            "artifact-store",
+            "artifact-http",
+            "artifact-jobs",
+            "artifact-testkit",
+        ],
     ),
     (
         "artifact-e2e",
         &[
             "tarstream",
             "artifact-cache",
+            "artifact-store",
             "artifact-http",
             "artifact-jobs",
             "artifact-testkit",
@@ -43,6 +55,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
 const OURS: &[&str] = &[
     "tarstream",
     "artifact-cache",
+    "artifact-store",
     "artifact-http",
     "artifact-jobs",
     "artifact-testkit",

@@ -9,6 +9,8 @@ mod metrics;
 mod observe;
 mod peers;
 mod reply;
+#[cfg(feature = "store")]
+mod store;
 
 use std::{net::IpAddr, sync::Arc};
 

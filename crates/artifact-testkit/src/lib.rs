@@ -10,10 +10,14 @@
 //! - [`server`]: the real HTTP router on `127.0.0.1:0` behind a fault-injecting layer
 //!   ([`server::TestServer`]); [`peer`]: peers that stall, talk garbage or hang up
 //!   ([`peer::FakePeer`]).
+//! - `s3` (feature `s3`): a real S3 server on `127.0.0.1:0` behind the same fault layer
+//!   (`s3::S3Server`).
 
 pub mod cache;
 pub mod fault;
 pub mod peer;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod server;
 pub mod strategy;
 pub mod tree;

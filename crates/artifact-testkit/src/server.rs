@@ -117,7 +117,7 @@ impl Faults {
         self.lock().clear();
     }
 
-    fn next(&self) -> Option<Fault> {
+    pub(crate) fn next(&self) -> Option<Fault> {
         let mut rules = self.lock();
         let (fault, left) = rules.front_mut()?;
         let fault = fault.clone();
@@ -150,7 +150,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn new() -> Stats {
+    pub(crate) fn new() -> Stats {
         Stats { idle: Some(watch::channel(0).0), ..Stats::default() }
     }
 
@@ -187,7 +187,7 @@ impl Stats {
         let _ = rx.wait_for(|_| self.in_flight.load(SeqCst) == 0).await;
     }
 
-    fn enter(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.peak.fetch_max(now, SeqCst);
         if let Some(idle) = &self.idle {
@@ -198,7 +198,7 @@ impl Stats {
 }
 
 /// Counts one download in flight until dropped.
-struct InFlight(Arc<Stats>);
+pub(crate) struct InFlight(Arc<Stats>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -326,6 +326,16 @@ async fn inject(State(state): State<LayerState>, request: Request, next: Next) -
     state.stats.downloads.fetch_add(1, SeqCst);
     let in_flight = state.stats.enter();
     let fault = state.faults.next();
+    apply(fault, in_flight, request, next).await
+}
+
+/// Answers `request` with `fault` applied (the body counted in flight until it ends).
+pub(crate) async fn apply(
+    fault: Option<Fault>,
+    in_flight: InFlight,
+    request: Request,
+    next: Next,
+) -> Response {
     let response = match &fault {
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(*code).expect("a valid status code");

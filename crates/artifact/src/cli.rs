@@ -95,7 +95,12 @@ pub(crate) struct AddArgs {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct LsArgs {}
+pub(crate) struct LsArgs {
+    /// List the ids in this object store (`s3://BUCKET[/PREFIX]`, `gs://…`, `az://…`,
+    /// `file:///DIR`) instead of the local cache.
+    #[arg(long = "from", value_name = "URL")]
+    pub(crate) from: Option<String>,
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
@@ -138,6 +143,11 @@ pub(crate) struct ServeArgs {
     /// At most this many open connections from one client address; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub(crate) max_connections_per_peer: usize,
+    /// An object store behind the cache (`s3://BUCKET[/PREFIX]` with the AWS_* environment,
+    /// `gs://…`, `az://…`, `file:///DIR`): local misses are fetched from it, uploads are
+    /// written to it before they are answered. Checked once at start.
+    #[arg(long, value_name = "URL")]
+    pub(crate) store: Option<String>,
     #[command(flatten)]
     pub(crate) jobs: ServeJobsArgs,
 }
@@ -261,7 +271,8 @@ pub(crate) struct JobsWaitArgs {
 pub(crate) struct GetArgs {
     /// The artifact id (hex, 1 to 64 bytes).
     pub(crate) id: String,
-    /// A server to fetch from (repeat for failover, tried in order).
+    /// A server (`http(s)://`) or an object store (`s3://BUCKET[/PREFIX]`, `gs://…`, `az://…`,
+    /// `file:///DIR`) to fetch from; repeat for failover, tried in order.
     #[arg(long = "from", value_name = "URL", required = true)]
     pub(crate) from: Vec<String>,
     /// Also place the files in DIR, read-only (reflinks or hard links where possible, else copies).
@@ -286,7 +297,7 @@ pub(crate) struct GetArgs {
 pub(crate) struct PutArgs {
     /// The artifact id (hex, 1 to 64 bytes).
     pub(crate) id: String,
-    /// The server to upload to.
+    /// The server (`http(s)://`) or object store (`s3://BUCKET[/PREFIX]`, …) to upload to.
     #[arg(long = "to", value_name = "URL")]
     pub(crate) to: String,
     /// A file holding the bearer token for the server.

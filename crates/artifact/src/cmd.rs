@@ -6,3 +6,5 @@ pub(crate) mod local;
 #[cfg(feature = "http")]
 pub(crate) mod net;
 pub(crate) mod pack;
+#[cfg(feature = "store")]
+pub(crate) mod store;

@@ -8,11 +8,14 @@
 //! | [`tar`] | `tarstream` | directory <-> tar stream, with a tree digest |
 //! | [`cache`] | `artifact-cache` | the on-disk cache |
 //! | `http` | `artifact-http` | server and client (feature `http`) |
+//! | `store` | `artifact-store` | the shared tier in an object store (feature `store`) |
 //! | `jobs` | `artifact-jobs` | transfer jobs: queue, scheduler, `/jobs` API (feature `http`) |
 
 pub use artifact_cache as cache;
 #[cfg(feature = "http")]
 pub use artifact_http as http;
+#[cfg(feature = "store")]
+pub use artifact_store as store;
 #[cfg(feature = "http")]
 pub use artifact_jobs as jobs;
 pub use tarstream as tar;

@@ -37,6 +37,13 @@ fn main() -> ExitCode {
         Command::Pack(args) => cmd::pack::pack(&ctx, args),
         Command::Unpack(args) => cmd::pack::unpack(&ctx, args),
         Command::Add(args) => cmd::local::add(&ctx, args),
+        #[cfg(feature = "store")]
+        Command::Ls(args) if args.from.is_some() => cmd::store::ls(&ctx, args),
+        #[cfg(not(feature = "store"))]
+        Command::Ls(args) if args.from.is_some() => Err(exit::fail(
+            exit::Exit::Usage,
+            anyhow::anyhow!("this build of artifact has no store support (feature `store`)"),
+        )),
         Command::Ls(args) => cmd::local::ls(&ctx, args),
         Command::Rm(args) => cmd::local::rm(&ctx, args),
         Command::Gc(args) => cmd::local::gc(&ctx, args),

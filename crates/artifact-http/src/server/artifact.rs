@@ -48,6 +48,22 @@ pub(super) async fn get(
     });
     let (guard, index) = match found.await {
         Ok(found) => found,
+        // A miss, or another request already filling it from the store: wait for that one
+        // (the cache's single flight) rather than answering 409.
+        #[cfg(feature = "store")]
+        Err(Some(err))
+            if app.config.store.is_some()
+                && (err.is_not_found()
+                    || matches!(err, artifact_cache::Error::WriteLocked { .. })) =>
+        {
+            let store = app.config.store.as_ref().expect("checked above");
+            let guard = super::store::read_through(&app, store, id).await?;
+            bridge::blocking(move || {
+                let index = load_index(&guard);
+                (guard, index)
+            })
+            .await
+        }
         Err(Some(err)) => {
             if err.is_not_found() {
                 Metrics::add(&app.metrics.misses, 1);
@@ -269,6 +285,10 @@ async fn receive_upload(
             // Read what the client is sending anyway, so that it sees our answer.
             drain_sent(&app, &headers, body, limit).await;
             tracing::debug!("artifact exists already");
+            #[cfg(feature = "store")]
+            if let Some(store) = &app.config.store {
+                super::store::write_through(&app, store, id).await?;
+            }
             return Ok((StatusCode::OK, artifact_headers(&meta), Json(meta)).into_response());
         }
         Err(err) => {
@@ -305,6 +325,10 @@ async fn receive_upload(
         Ok(meta) => {
             Metrics::add(&app.metrics.uploads, 1);
             tracing::info!(bytes = meta.size, files = meta.files, "upload committed");
+            #[cfg(feature = "store")]
+            if let Some(store) = &app.config.store {
+                super::store::write_through(&app, store, id).await?;
+            }
             Ok((StatusCode::CREATED, artifact_headers(&meta), Json(meta)).into_response())
         }
         Err(failed) => {

@@ -70,6 +70,11 @@ pub struct ServerConfig {
     /// frames do not). The decoder of each upload holds up to this much memory; a frame that
     /// needs more is refused with 400 before anything is allocated for it.
     pub zstd_max_window_log: u32,
+    /// The shared tier behind the cache (feature `store`; none by default): a `GET` or `HEAD`
+    /// of an id the cache lacks fetches it from the store first (once, however many requests
+    /// ask at the same time), and a `PUT` answers only once the artifact is in the store too.
+    #[cfg(feature = "store")]
+    pub store: Option<artifact_store::Store>,
 }
 
 impl Default for ServerConfig {
@@ -89,14 +94,16 @@ impl Default for ServerConfig {
             token_for_reads: false,
             zstd_level: 1,
             zstd_max_window_log: 23,
+            #[cfg(feature = "store")]
+            store: None,
         }
     }
 }
 
 impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerConfig")
-            .field("max_streams", &self.max_streams)
+        let mut f = f.debug_struct("ServerConfig");
+        f.field("max_streams", &self.max_streams)
             .field("max_streams_per_peer", &self.max_streams_per_peer)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_peer", &self.max_connections_per_peer)
@@ -109,8 +116,10 @@ impl fmt::Debug for ServerConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_for_reads", &self.token_for_reads)
             .field("zstd_level", &self.zstd_level)
-            .field("zstd_max_window_log", &self.zstd_max_window_log)
-            .finish()
+            .field("zstd_max_window_log", &self.zstd_max_window_log);
+        #[cfg(feature = "store")]
+        f.field("store", &self.store.as_ref().map(artifact_store::Store::url));
+        f.finish()
     }
 }
 
@@ -196,6 +205,13 @@ impl ServerConfig {
     /// Sets [`zstd_max_window_log`](Self::zstd_max_window_log).
     pub fn zstd_max_window_log(mut self, log: u32) -> Self {
         self.zstd_max_window_log = log;
+        self
+    }
+
+    /// Sets [`store`](Self::store).
+    #[cfg(feature = "store")]
+    pub fn store(mut self, store: Option<artifact_store::Store>) -> Self {
+        self.store = store;
         self
     }
 

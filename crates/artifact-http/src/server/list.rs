@@ -148,6 +148,28 @@ fn stream_all(cache: Cache) -> Response {
     (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
 }
 
+/// The store's counters, when there is one.
+fn store_gauges(app: &App) -> Option<super::metrics::StoreGauges> {
+    #[cfg(feature = "store")]
+    if let Some(store) = &app.config.store {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = store.stats();
+        return Some(super::metrics::StoreGauges {
+            requests: stats.requests.load(Relaxed),
+            bytes_down: stats.bytes_down.load(Relaxed),
+            bytes_up: stats.bytes_up.load(Relaxed),
+            errors: [
+                ("retryable", stats.errors_retryable.load(Relaxed)),
+                ("auth", stats.errors_auth.load(Relaxed)),
+                ("corrupt", stats.errors_corrupt.load(Relaxed)),
+                ("other", stats.errors_other.load(Relaxed)),
+            ],
+        });
+    }
+    let _ = app;
+    None
+}
+
 /// `GET /metrics`: Prometheus text.
 pub(super) async fn metrics(
     State(app): State<App>,
@@ -167,6 +189,7 @@ pub(super) async fn metrics(
         max_streams: app.config.max_streams,
         usage,
         evictions: Some(app.cache.evictions()),
+        store: store_gauges(&app),
     };
     let text = app.metrics.render(&gauges);
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");

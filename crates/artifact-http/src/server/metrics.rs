@@ -70,6 +70,8 @@ pub(crate) struct Metrics {
     pub(crate) uploads: AtomicU64,
     pub(crate) uploads_rejected: AtomicU64,
     pub(crate) streams_refused: AtomicU64,
+    pub(crate) store_fetches: AtomicU64,
+    pub(crate) store_uploads: AtomicU64,
 }
 
 /// What `/metrics` reports besides the counters.
@@ -78,6 +80,18 @@ pub(crate) struct Gauges {
     pub(crate) max_streams: usize,
     pub(crate) usage: Option<Usage>,
     pub(crate) evictions: Option<u64>,
+    /// The store's counters: requests, bytes down and up, errors by kind.
+    pub(crate) store: Option<StoreGauges>,
+}
+
+/// What `/metrics` reports of the store (feature `store`).
+#[derive(Debug, Default)]
+pub(crate) struct StoreGauges {
+    pub(crate) requests: u64,
+    pub(crate) bytes_down: u64,
+    pub(crate) bytes_up: u64,
+    /// (kind, count): `retryable`, `auth`, `corrupt`, `other`.
+    pub(crate) errors: [(&'static str, u64); 4],
 }
 
 impl Metrics {
@@ -166,6 +180,43 @@ impl Metrics {
             gauge("artifact_cache_bytes", "Bytes of file content in the cache.", usage.bytes);
             gauge("artifact_cache_artifacts", "Artifacts in the cache.", usage.artifacts);
         }
+        if let Some(store) = &gauges.store {
+            let counters = [
+                (
+                    "artifact_store_fetches_total",
+                    "Local misses answered through the store (fetched, or waited for while another request fetched them; also counted as hits).",
+                    self.store_fetches.load(Relaxed),
+                ),
+                (
+                    "artifact_store_uploads_total",
+                    "Uploads written through to the store.",
+                    self.store_uploads.load(Relaxed),
+                ),
+                ("artifact_store_requests_total", "Requests sent to the store.", store.requests),
+                (
+                    "artifact_store_received_bytes_total",
+                    "Object bytes received from the store.",
+                    store.bytes_down,
+                ),
+                (
+                    "artifact_store_sent_bytes_total",
+                    "Object bytes sent to the store.",
+                    store.bytes_up,
+                ),
+            ];
+            for (name, help, value) in counters {
+                let _ =
+                    write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+            }
+            let name = "artifact_store_errors_total";
+            let _ = write!(
+                out,
+                "# HELP {name} Failed store operations, by kind.\n# TYPE {name} counter\n"
+            );
+            for (kind, value) in store.errors {
+                let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {value}");
+            }
+        }
         if let Some(evictions) = gauges.evictions {
             let name = "artifact_cache_evictions_total";
             let _ = write!(
@@ -197,8 +248,15 @@ mod tests {
             max_streams: 8,
             usage: Some(usage),
             evictions: Some(3),
+            store: Some(StoreGauges {
+                requests: 5,
+                errors: [("retryable", 1), ("auth", 0), ("corrupt", 2), ("other", 0)],
+                ..StoreGauges::default()
+            }),
         });
         for line in [
+            "artifact_store_requests_total 5",
+            "artifact_store_errors_total{kind=\"corrupt\"} 2",
             "artifact_http_requests_total{endpoint=\"get\",status=\"200\"} 2",
             "artifact_http_requests_total{endpoint=\"put\",status=\"413\"} 1",
             "# TYPE artifact_http_sent_bytes_total counter",

@@ -52,6 +52,17 @@ pub(crate) enum Reject {
     /// `/healthz`: the cache cannot be used (its root deleted, unmounted or read-only).
     #[error(transparent)]
     Unhealthy(artifact_cache::Error),
+    #[cfg(feature = "store")]
+    #[error("{op} the store failed for artifact {id}: {reason}")]
+    Store {
+        id: ArtifactId,
+        op: &'static str,
+        status: StatusCode,
+        retry_after: Option<u64>,
+        reason: String,
+        #[source]
+        source: artifact_store::Error,
+    },
     #[error("internal error: {what}")]
     Internal {
         what: String,
@@ -106,6 +117,8 @@ impl Reject {
             Reject::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reject::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Reject::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            #[cfg(feature = "store")]
+            Reject::Store { status, .. } => *status,
         }
     }
 
@@ -127,6 +140,8 @@ impl Reject {
             }
             Reject::DiskFull { .. } | Reject::Internal { .. } => warn!("{chain}"),
             Reject::Unhealthy(_) => warn!("health check failed: {chain}"),
+            #[cfg(feature = "store")]
+            Reject::Store { .. } => warn!(store_failed = true, "{chain}"),
         }
     }
 }
@@ -142,6 +157,10 @@ impl IntoResponse for Reject {
         let headers = response.headers_mut();
         match &self {
             Reject::Busy { retry_after, .. } | Reject::Overloaded { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            #[cfg(feature = "store")]
+            Reject::Store { retry_after: Some(retry_after), .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             Reject::Unauthorized => {

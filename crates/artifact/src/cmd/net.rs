@@ -54,7 +54,25 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         .token(token)
         .token_for_reads(args.token_for_reads);
     let jobs_config = crate::cmd::jobs::serve_config(&args.jobs, &config)?;
+    #[cfg(feature = "store")]
+    let store = args.store.as_deref().map(crate::cmd::store::open_store).transpose()?;
+    #[cfg(not(feature = "store"))]
+    if args.store.is_some() {
+        return Err(fail(
+            Exit::Usage,
+            anyhow!("this build of artifact has no store support (feature `store`)"),
+        ));
+    }
     runtime()?.block_on(async move {
+        // The bucket is checked once: a bad one is one clear line and a non-zero exit.
+        #[cfg(feature = "store")]
+        let config = match store {
+            Some(store) => {
+                crate::cmd::store::check(&store).await?;
+                config.store(Some(store))
+            }
+            None => config,
+        };
         // Before the address is announced: a SIGTERM right after it must stop us cleanly.
         let shutdown = artifact_http::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -92,6 +110,10 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
+    #[cfg(feature = "store")]
+    if args.from.iter().any(|url| crate::cmd::store::is_store_url(url)) {
+        return crate::cmd::store::get(ctx, args);
+    }
     let id = parse_id(&args.id)?;
     let timeout = match args.timeout {
         Some(secs) if !(secs.is_finite() && secs > 0.0) => {
@@ -168,6 +190,10 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
+    #[cfg(feature = "store")]
+    if crate::cmd::store::is_store_url(&args.to) {
+        return crate::cmd::store::put(ctx, args);
+    }
     let id = parse_id(&args.id)?;
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let cache = open(ctx)?;
@@ -269,7 +295,7 @@ fn show(bar: &ProgressBar, p: &Progress) {
 /// file, else a copy; all are read-only (0444, or 0555 for executables) like the cache's own,
 /// since a hard link shares the file with the cache (`artifact verify` tells if one was
 /// changed anyway). On failure, what was placed is removed.
-fn place(tree: &Path, out: &Path) -> anyhow::Result<()> {
+pub(crate) fn place(tree: &Path, out: &Path) -> anyhow::Result<()> {
     let created = prepare_dest(out, "get --out")?;
     copy_tree(tree, out).map_err(|err| {
         if let Err(cleanup) = clean(out, created) {
