@@ -14,8 +14,14 @@ use anyhow::bail;
 use crate::{cargo, tidy};
 
 /// The library crates, each of which must also build (and lint) without default features.
-const LIBRARIES: &[&str] =
-    &["tarstream", "artifact-cache", "artifact-http", "artifact-jobs", "artifact"];
+const LIBRARIES: &[&str] = &[
+    "tarstream",
+    "artifact-cache",
+    "artifact-store",
+    "artifact-http",
+    "artifact-jobs",
+    "artifact",
+];
 
 struct Outcome {
     name: String,

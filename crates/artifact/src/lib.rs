@@ -14,8 +14,8 @@
 pub use artifact_cache as cache;
 #[cfg(feature = "http")]
 pub use artifact_http as http;
-#[cfg(feature = "store")]
-pub use artifact_store as store;
 #[cfg(feature = "http")]
 pub use artifact_jobs as jobs;
+#[cfg(feature = "store")]
+pub use artifact_store as store;
 pub use tarstream as tar;
