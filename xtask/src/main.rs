@@ -5,8 +5,13 @@
 //! - `cargo xtask bench [tarstream|cache|http]...`: the benchmark suite, side by side with its
 //!   anchors; writes its tables into `docs/benchmarks.md`.
 //! - `cargo xtask tidy`: the repository's layout rules (also run by `test`, and as a `#[test]`).
+//! - `cargo xtask fuzz [--seconds N] [TARGET]...`: the cargo-fuzz targets of `fuzz/`.
+//! - `cargo xtask mutants [CRATE]...`: mutation testing with cargo-mutants.
 
 mod bench;
+mod fuzz;
+mod mutants;
+mod prereq;
 mod test;
 mod tidy;
 
@@ -22,12 +27,17 @@ usage: cargo xtask <command>
 commands:
   test [--quick] [-- <test filter>...]
                       fmt check, clippy (-D warnings), every library without default
-                      features, all tests (nextest when installed), doc tests, rustdoc
+                      features, all tests (nextest), doc tests, rustdoc
                       (-D warnings) and tidy; --quick leaves out the builds without
                       default features and rustdoc
   bench [SUITE]...    run benchmarks side by side with their anchors and write
                       docs/benchmarks.md; SUITE is tarstream, cache or http (default: all)
   tidy                check the repository's layout rules
+  fuzz [--seconds N] [TARGET]...
+                      seed the corpora and run each fuzz target of fuzz/ for N seconds
+                      (default 60) on nightly; installs cargo-fuzz if missing
+  mutants [CRATE]...  mutation testing with cargo-mutants and nextest (default:
+                      tarstream artifact-cache); installs cargo-mutants if missing
 ";
 
 fn main() -> ExitCode {
@@ -36,6 +46,8 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("tidy") => tidy::run(),
+        Some("fuzz") => fuzz::run(&args[1..]),
+        Some("mutants") => mutants::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
