@@ -22,9 +22,12 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let (_scratch, router) = server::server();
-    for (method, path) in
-        [("GET", "/artifact"), ("HEAD", "/artifact"), ("DELETE", "/artifact"), ("GET", "/artifacts")]
-    {
+    for (method, path) in [
+        ("GET", "/artifact"),
+        ("HEAD", "/artifact"),
+        ("DELETE", "/artifact"),
+        ("GET", "/artifacts"),
+    ] {
         let Ok(request) =
             Request::builder().method(method).uri(format!("{path}?{text}")).body(Body::empty())
         else {

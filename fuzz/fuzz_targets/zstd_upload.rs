@@ -5,6 +5,7 @@
 use axum::{body::Body, http::Request};
 use libfuzzer_sys::fuzz_target;
 
+#[allow(dead_code)]
 #[path = "common.rs"]
 mod common;
 #[path = "server.rs"]

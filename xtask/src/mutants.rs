@@ -37,6 +37,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             // A mutant that makes a loop endless is "timeout", not a stuck run: a few times
             // the clean test run, plus the build.
             .args(["--timeout-multiplier", "3"])
+            // The warm dependencies come along to the scratch copy instead of being rebuilt.
+            .arg("--copy-target=true")
+            // tarstream's hidden entry points for the fuzz targets are not behaviour to test.
+            .args(["--exclude-re", "fuzzing::"])
             .args(["--output", &format!("target/mutants/{krate}")])
             .args(&extra);
         println!("\n==> mutants {krate}\n    {cmd:?}");
