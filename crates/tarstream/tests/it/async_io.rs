@@ -81,6 +81,7 @@ async fn send_stream_chunks_are_bounded_and_the_guard_lives_exactly_as_long() {
     let guard = Arc::new(());
     let (stream, summary) = tarstream::send_stream(src.path());
     let mut stream = stream.with_guard(Arc::clone(&guard));
+    assert_eq!(format!("{stream:?}"), r#"SendStream { state: "idle", guard: true }"#);
     let (mut total, mut chunks) = (0, 0);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.unwrap();
@@ -127,6 +128,28 @@ async fn a_failing_send_ends_the_stream_with_an_error() {
     // And through send_async, the typed error.
     let err = tarstream::send_async(src.path(), &mut Vec::new()).await.unwrap_err();
     assert!(matches!(err, Error::UnsupportedFileType { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn receive_stream_skips_empty_chunks_and_stops_polling_at_the_end() {
+    let tmp = scratch();
+    let src = tree(&tmp.path().join("src"));
+    let mut bytes = Vec::new();
+    let sent = tarstream::send(src.path(), &mut bytes).unwrap();
+    // Empty chunks between real ones (HTTP bodies have them) are not the end of the stream.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    for piece in bytes.chunks(100_000) {
+        chunks.push(Bytes::new());
+        chunks.push(Bytes::copy_from_slice(piece));
+    }
+    // `unfold` panics when polled again after its end: the receive must not do that.
+    let input = futures_util::stream::unfold(chunks.into_iter(), |mut rest| async move {
+        rest.next().map(|chunk| (Ok::<_, io::Error>(chunk), rest))
+    });
+    let dst = tmp.path().join("dst");
+    let got = tarstream::receive_stream(&dst, input, &ReceiveOptions::default()).await.unwrap();
+    assert_eq!(got.digest, sent.digest);
+    assert_same_tree(src.path(), &dst);
 }
 
 #[tokio::test]
