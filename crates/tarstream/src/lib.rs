@@ -92,9 +92,12 @@ pub mod fuzzing {
         Some((block[156], header.size, header.mode))
     }
 
+    /// One PAX record: keyword and value.
+    pub type Record<'a> = (&'a [u8], &'a [u8]);
+
     /// Parses PAX extended header data as [`receive`](crate::receive) does: the well-formed
-    /// `(key, value)` records before the first malformed one, and whether one was malformed.
-    pub fn pax_records(data: &[u8]) -> (Vec<(&[u8], &[u8])>, bool) {
+    /// records before the first malformed one, and whether one was malformed.
+    pub fn pax_records(data: &[u8]) -> (Vec<Record<'_>>, bool) {
         let mut records = Vec::new();
         for record in crate::header::pax_records(data) {
             match record {
