@@ -26,17 +26,20 @@ usage: cargo xtask <command>
 
 commands:
   test [--quick] [-- <test filter>...]
-                      fmt check, clippy (-D warnings), every library without default
+                      installs missing prerequisites (bsdtar, GNU tar, python3, curl,
+                      kill, cargo-nextest) where it can, then fmt check, clippy
+                      (-D warnings), every library without default
                       features, all tests (nextest), doc tests, rustdoc
                       (-D warnings) and tidy; --quick leaves out the builds without
                       default features and rustdoc
   bench [SUITE]...    run benchmarks side by side with their anchors and write
                       docs/benchmarks.md; SUITE is tarstream, cache or http (default: all)
   tidy                check the repository's layout rules
-  fuzz [--seconds N] [TARGET]...
+  fuzz [--seconds N] [TARGET]... [-- <libFuzzer flag>...]
                       seed the corpora and run each fuzz target of fuzz/ for N seconds
                       (default 60) on nightly; installs cargo-fuzz if missing
-  mutants [CRATE]...  mutation testing with cargo-mutants and nextest (default:
+  mutants [CRATE]... [-- <cargo mutants flag>...]
+                      mutation testing with cargo-mutants and nextest (default:
                       tarstream artifact-cache); installs cargo-mutants if missing
 ";
 
