@@ -6,8 +6,13 @@
 //!   anchors; writes its tables into `docs/benchmarks.md`.
 //! - `cargo xtask tidy`: the repository's layout rules (also run by `test`, and as a `#[test]`).
 //! - `cargo xtask soak`: the cache's crash, stress and model tests, hundreds of rounds long.
+//! - `cargo xtask fuzz [--seconds N] [TARGET]...`: the cargo-fuzz targets of `fuzz/`.
+//! - `cargo xtask mutants [CRATE]...`: mutation testing with cargo-mutants.
 
 mod bench;
+mod fuzz;
+mod mutants;
+mod prereq;
 mod soak;
 mod test;
 mod tidy;
@@ -23,8 +28,10 @@ usage: cargo xtask <command>
 
 commands:
   test [--quick] [-- <test filter>...]
-                      fmt check, clippy (-D warnings), every library without default
-                      features, all tests (nextest when installed), doc tests, rustdoc
+                      installs missing prerequisites (bsdtar, GNU tar, python3, curl,
+                      kill, cargo-nextest) where it can, then fmt check, clippy
+                      (-D warnings), every library without default
+                      features, all tests (nextest), doc tests, rustdoc
                       (-D warnings) and tidy; --quick leaves out the builds without
                       default features and rustdoc
   bench [SUITE]...    run benchmarks side by side with their anchors and write
@@ -34,6 +41,12 @@ commands:
                       the cache's crash test for N rounds of killed processes (300),
                       its stress test for S seconds (60) and its model test for N cases
                       (1000); minutes, not part of `test`
+  fuzz [--seconds N] [TARGET]... [-- <libFuzzer flag>...]
+                      seed the corpora and run each fuzz target of fuzz/ for N seconds
+                      (default 60) on nightly; installs cargo-fuzz if missing
+  mutants [CRATE]... [-- <cargo mutants flag>...]
+                      mutation testing with cargo-mutants and nextest (default:
+                      tarstream artifact-cache); installs cargo-mutants if missing
 ";
 
 fn main() -> ExitCode {
@@ -43,6 +56,8 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("tidy") => tidy::run(),
         Some("soak") => soak::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
+        Some("mutants") => mutants::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

@@ -1,5 +1,9 @@
 //! `cargo xtask test`: the one command that says whether the workspace is fit to land.
 //!
+//! It first makes sure the tools the tests run are present (see [`prereq::TEST`]), installing
+//! what is missing where it can; the tests then run under nextest with the `ci` profile of
+//! `.config/nextest.toml`, whose per-test timeouts turn a hung test into a failure.
+//!
 //! Every step runs even when an earlier one failed, so one run reports everything that is
 //! wrong; the summary at the end lists each step with its outcome and duration, and the exit
 //! status is non-zero if any step failed.
@@ -11,7 +15,7 @@ use std::{
 
 use anyhow::bail;
 
-use crate::{cargo, tidy};
+use crate::{cargo, prereq, tidy};
 
 /// The library crates, each of which must also build (and lint) without default features.
 const LIBRARIES: &[&str] = &[
@@ -40,6 +44,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             other => bail!("test: unknown argument `{other}` (see `cargo xtask help`)"),
         }
     }
+
+    // Before anything else: a missing tool would otherwise show up as failed tests much later.
+    prereq::ensure(prereq::TEST)?;
 
     let mut outcomes = Vec::new();
     let mut step = |name: &str, cmd: &mut Command| {
@@ -78,32 +85,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             );
         }
     }
-    if nextest_installed() {
-        step(
-            "tests (nextest)",
-            cargo()
-                .args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"])
-                .args(["--profile", "ci"])
-                .args(&filters),
-        );
-    } else {
-        step(
-            "tests (cargo test)",
-            cargo()
-                .args([
-                    "test",
-                    "--workspace",
-                    "--locked",
-                    "--lib",
-                    "--bins",
-                    "--tests",
-                    "--examples",
-                ])
-                .arg("--no-fail-fast")
-                .arg("--")
-                .args(&filters),
-        );
-    }
+    step(
+        "tests (nextest)",
+        cargo()
+            .args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"])
+            .args(["--profile", "ci"])
+            .args(&filters),
+    );
     step("doc tests", cargo().args(["test", "--workspace", "--locked", "--doc"]));
     if !quick {
         step(
@@ -142,15 +130,6 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     } else {
         bail!("{} of {} steps failed: {}", failed.len(), outcomes.len(), failed.join(", "))
     }
-}
-
-fn nextest_installed() -> bool {
-    cargo()
-        .args(["nextest", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn display(cmd: &Command) -> String {

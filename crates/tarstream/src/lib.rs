@@ -87,3 +87,37 @@ pub use receive::{receive, receive_with, receive_with_index};
 pub use send::{send, send_without_digest};
 pub use summary::Summary;
 pub use walk_digest::digest_dir;
+
+/// Entry points for the fuzz targets in the repository's `fuzz/` directory: the header and PAX
+/// decoders that [`receive`] uses. Not part of the API: it may change in any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes one header block as [`receive`](crate::receive) does; `Some((type flag, size,
+    /// mode))` when it is a valid header.
+    pub fn decode_header(block: &[u8; 512]) -> Option<(u8, u64, u32)> {
+        let header = crate::header::decode(block).ok()?;
+        Some((block[156], header.size, header.mode))
+    }
+
+    /// One PAX record: keyword and value.
+    pub type Record<'a> = (&'a [u8], &'a [u8]);
+
+    /// Parses PAX extended header data as [`receive`](crate::receive) does: the well-formed
+    /// records before the first malformed one, and whether one was malformed.
+    pub fn pax_records(data: &[u8]) -> (Vec<Record<'_>>, bool) {
+        let mut records = Vec::new();
+        for record in crate::header::pax_records(data) {
+            match record {
+                Ok(record) => {
+                    // A `size` record is parsed where it is met.
+                    if record.key == b"size" {
+                        let _ = crate::header::pax_size(record.value);
+                    }
+                    records.push((record.key, record.value));
+                }
+                Err(_) => return (records, true),
+            }
+        }
+        (records, false)
+    }
+}

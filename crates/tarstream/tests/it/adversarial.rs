@@ -357,6 +357,21 @@ fn truncation_anywhere_is_an_error() {
 }
 
 #[test]
+fn truncation_inside_a_large_file_reports_where() {
+    // Files of 2 MiB and more are written and hashed on two threads: the same report.
+    let data = vec![7u8; 3 << 20];
+    let full = Forge::new().file("big", &data).end();
+    for len in [512 + 1000, 512 + (5 << 19) + 17] {
+        match reject(&full[..len]) {
+            Error::Truncated { within, offset, .. } => {
+                assert_eq!((within, offset), (Section::Data, len as u64), "cut at {len}");
+            }
+            other => panic!("cut at {len}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn only_zeros_may_follow_the_end_marker() {
     let mut stream = Forge::new().file("f", b"x").end();
     stream.resize(10240, 0);

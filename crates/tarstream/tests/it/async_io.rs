@@ -81,13 +81,18 @@ async fn send_stream_chunks_are_bounded_and_the_guard_lives_exactly_as_long() {
     let guard = Arc::new(());
     let (stream, summary) = tarstream::send_stream(src.path());
     let mut stream = stream.with_guard(Arc::clone(&guard));
-    let mut total = 0;
+    assert_eq!(format!("{stream:?}"), r#"SendStream { state: "idle", guard: true }"#);
+    let (mut total, mut chunks) = (0, 0);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.unwrap();
         assert!(chunk.len() <= 256 * 1024);
         total += chunk.len();
+        chunks += 1;
         assert_eq!(Arc::strong_count(&guard), 2, "the guard is held while the body streams");
     }
+    // And large: the 3 MiB file does not trickle out in small pieces (a wake-up and a channel
+    // slot each).
+    assert!(chunks <= total.div_ceil(128 * 1024), "{chunks} chunks for {total} bytes");
     assert_eq!(Arc::strong_count(&guard), 1, "the guard is dropped when the stream ends");
     assert_eq!(summary.await.unwrap().stream_bytes, total as u64);
 }
@@ -126,6 +131,28 @@ async fn a_failing_send_ends_the_stream_with_an_error() {
 }
 
 #[tokio::test]
+async fn receive_stream_skips_empty_chunks_and_stops_polling_at_the_end() {
+    let tmp = scratch();
+    let src = tree(&tmp.path().join("src"));
+    let mut bytes = Vec::new();
+    let sent = tarstream::send(src.path(), &mut bytes).unwrap();
+    // Empty chunks between real ones (HTTP bodies have them) are not the end of the stream.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    for piece in bytes.chunks(100_000) {
+        chunks.push(Bytes::new());
+        chunks.push(Bytes::copy_from_slice(piece));
+    }
+    // `unfold` panics when polled again after its end: the receive must not do that.
+    let input = futures_util::stream::unfold(chunks.into_iter(), |mut rest| async move {
+        rest.next().map(|chunk| (Ok::<_, io::Error>(chunk), rest))
+    });
+    let dst = tmp.path().join("dst");
+    let got = tarstream::receive_stream(&dst, input, &ReceiveOptions::default()).await.unwrap();
+    assert_eq!(got.digest, sent.digest);
+    assert_same_tree(src.path(), &dst);
+}
+
+#[tokio::test]
 async fn source_errors_and_truncation_fail_the_receive() {
     let tmp = scratch();
     let src = tree(&tmp.path().join("src"));
@@ -151,6 +178,52 @@ async fn source_errors_and_truncation_fail_the_receive() {
     let cut = Faults::new().eof_after(bytes.len() as u64 - 1).async_read(&bytes[..]);
     let err = tarstream::receive_async(&tmp.path().join("d3"), cut, &options).await.unwrap_err();
     assert!(err.is_truncated(), "{err:?}");
+}
+
+#[tokio::test]
+async fn send_async_reports_how_far_it_got_when_the_writer_fails() {
+    let tmp = scratch();
+    let src = tree(&tmp.path().join("src"));
+    let accepted = 600 * 1024;
+    let err = tarstream::send_async(src.path(), FailsAfter { left: accepted }).await.unwrap_err();
+    let Error::Write { offset, source } = err else { panic!("{err:?}") };
+    assert_eq!(source.kind(), io::ErrorKind::BrokenPipe);
+    // The chunks written whole before the failing one: some, and no more than was accepted.
+    assert!(offset > 0 && offset <= accepted as u64, "offset {offset}");
+}
+
+/// A writer that accepts `left` bytes, then fails every write.
+struct FailsAfter {
+    left: usize,
+}
+
+impl tokio::io::AsyncWrite for FailsAfter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// A reader that hands out `data` and then never finishes.
