@@ -36,7 +36,9 @@ fn with_store(s3: &S3Server, root: &Path) -> Command {
 
 fn serve(s3: &S3Server, root: &Path, store: &str) -> Served {
     let mut child = with_store(s3, root)
+        // The tests make up to 64 requests at once, all from 127.0.0.1.
         .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
+        .args(["--max-streams-per-peer", "64"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -47,6 +47,7 @@ pub(crate) enum Part {
     /// All of it.
     Whole,
     /// These bytes of it, by seeking with the tree's index.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     Range(tarstream::Index, std::ops::Range<u64>),
 }
 
@@ -80,18 +81,23 @@ pub(crate) fn send_part<H: Send + 'static>(
             drop(out);
         })
     });
-    let state = (rx, Some(done_rx));
-    futures_util::stream::unfold(state, |(mut rx, mut done)| async move {
-        if let Some(chunk) = rx.recv().await {
-            return Some((Ok(chunk), (rx, done)));
+    // The last chunk is held back until the sender has finished (and dropped `hold`): a body
+    // with a `Content-Length` is complete for the client as soon as its last byte arrives, so
+    // only then may that byte go.
+    let state = (rx, None::<Bytes>, Some(done_rx));
+    futures_util::stream::unfold(state, |(mut rx, mut held, mut done)| async move {
+        while let Some(chunk) = rx.recv().await {
+            if let Some(previous) = held.replace(chunk) {
+                return Some((Ok(previous), (rx, held, done)));
+            }
         }
         let result = done.take()?.await;
         let err = match result {
-            Ok(Ok(_)) => return None,
+            Ok(Ok(_)) => return held.take().map(|last| (Ok(last), (rx, None, None))),
             Ok(Err(err)) => io::Error::other(err),
             Err(_) => io::Error::other("the tar sender panicked"),
         };
-        Some((Err(err), (rx, None)))
+        Some((Err(err), (rx, None, None)))
     })
 }
 
