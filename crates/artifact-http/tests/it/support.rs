@@ -88,42 +88,4 @@ pub(crate) async fn json(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_slice(&response.bytes().await.expect("a body")).expect("a JSON body")
 }
 
-/// A ustar header block for an entry `name` of `size` bytes and type `kind`, bypassing every
-/// builder's checks (`name` is cut at 100 bytes).
-fn raw_header(name: &[u8], size: usize, kind: u8) -> [u8; 512] {
-    let mut header = [0u8; 512];
-    let name = &name[..name.len().min(100)];
-    header[..name.len()].copy_from_slice(name);
-    header[100..108].copy_from_slice(b"0000644\0");
-    header[108..116].copy_from_slice(b"0000000\0");
-    header[116..124].copy_from_slice(b"0000000\0");
-    header[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
-    header[136..148].copy_from_slice(b"00000000000\0");
-    header[156] = kind;
-    header[257..263].copy_from_slice(b"ustar\0");
-    header[263..265].copy_from_slice(b"00");
-    header[148..156].copy_from_slice(b"        ");
-    let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
-    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    header
-}
-
-/// Appends `data` padded to a multiple of 512 bytes.
-fn push_padded(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-}
-
-/// A one-entry tar stream whose entry name is `name` (of any length: a GNU long-name entry
-/// carries one past 100 bytes), bypassing every builder's checks.
-pub(crate) fn raw_tar(name: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    if name.len() > 100 {
-        out.extend_from_slice(&raw_header(b"././@LongLink", name.len() + 1, b'L'));
-        push_padded(&mut out, &[name, b"\0"].concat());
-    }
-    out.extend_from_slice(&raw_header(name, data.len(), b'0'));
-    push_padded(&mut out, data);
-    out.extend_from_slice(&[0; 1024]);
-    out
-}
+pub(crate) use artifact_testkit::peer::raw_tar;
