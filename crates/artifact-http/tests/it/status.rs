@@ -222,10 +222,13 @@ fn a_real_browser_renders_the_numbers_of_status() {
         let s = status(server.url(), None).await;
 
         let url = format!("{}/", server.url());
+        // A profile of its own: no state shared with a browser the user runs, or another test.
+        let profile = tempfile::tempdir().unwrap();
+        let profile_arg = format!("--user-data-dir={}", profile.path().display());
         let dom = tokio::task::spawn_blocking(move || {
             let out = Command::new(chromium())
                 .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-                .args(["--no-first-run", "--dump-dom", &url])
+                .args(["--no-first-run", &profile_arg, "--dump-dom", &url])
                 .output()
                 .unwrap_or_else(|e| {
                     panic!("chromium is needed (Debian: apt-get install chromium): {e}")
