@@ -258,3 +258,29 @@ fn a_real_browser_renders_the_numbers_of_status() {
         assert!(dom.contains(&format!("style=\"width:{used:.1}%\"")), "{dom}");
     });
 }
+
+#[test]
+fn refusals_logged_as_warnings_are_listed_newest_first() {
+    run(async {
+        let remote = TempCache::new();
+        let server = TestServer::start(remote.cache().clone()).await;
+        let http = reqwest::Client::new();
+        for (n, body) in [(4, b"<garbage>".to_vec()), (5, vec![0x5a; 600])] {
+            let url = format!("{}{}", server.url(), protocol::artifact_path(&id(n)));
+            assert_eq!(http.put(url).body(body).send().await.unwrap().status(), 400);
+        }
+        // A 404 is not a warning.
+        let absent = format!("{}{}", server.url(), protocol::artifact_path(&id(6)));
+        assert_eq!(http.get(absent).send().await.unwrap().status(), 404);
+        let s = status(server.url(), None).await;
+        let warnings = s["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 2, "{s}");
+        for (warning, n) in warnings.iter().zip([5, 4]) {
+            assert_eq!(warning["endpoint"], "put");
+            let message = warning["message"].as_str().unwrap();
+            assert!(message.starts_with(&format!("bad tar stream for artifact {}", id(n))), "{s}");
+            assert!(warning["at"].as_u64().unwrap() > 1_700_000_000);
+        }
+        assert_eq!(s["traffic"]["uploads_rejected"], 2);
+    });
+}
