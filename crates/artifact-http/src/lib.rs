@@ -83,4 +83,7 @@ pub use client::{
 };
 pub use error::{Error, TimeoutKind};
 #[cfg(feature = "server")]
-pub use server::{ServerConfig, router, serve, serve_router, shutdown_signal};
+pub use server::{
+    EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
+    ServerConfig, router, serve, serve_router, shutdown_signal,
+};
