@@ -284,3 +284,30 @@ fn refusals_logged_as_warnings_are_listed_newest_first() {
         assert_eq!(s["traffic"]["uploads_rejected"], 2);
     });
 }
+
+#[test]
+fn a_download_in_flight_is_listed_until_the_client_goes_away() {
+    run(async {
+        let remote = TempCache::new();
+        // Far more than the socket buffers hold: the server waits for a client that stops reading.
+        let big = 32 << 20;
+        commit_tree(&remote, &id(7), big);
+        let server = TestServer::start(remote.cache().clone()).await;
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(7)));
+        let mut response = reqwest::get(url).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut received = 0;
+        while received < 100_000 {
+            received += response.chunk().await.unwrap().unwrap().len();
+        }
+        let s = status_until(server.url(), |s| s["transfers"]["count"] == 1).await;
+        let transfer = &s["transfers"]["list"][0];
+        assert_eq!(transfer["kind"], "get", "{s}");
+        assert_eq!(transfer["id"], id(7).to_string());
+        let bytes = transfer["bytes"].as_u64().unwrap();
+        assert!((100_000..big as u64).contains(&bytes), "{s}");
+        assert_eq!(s["transfers"]["active_streams"], 1);
+        drop(response);
+        status_until(server.url(), |s| s["transfers"]["count"] == 0).await;
+    });
+}
