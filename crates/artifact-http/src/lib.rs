@@ -58,7 +58,7 @@
 //! |---|---|---|
 //! | `server` | yes | [`router`], [`serve`], [`ServerConfig`] (axum, hyper) |
 //! | `client` | yes | [`Downloader`], [`download`], [`upload`] (reqwest, plain HTTP) |
-//! | `tls` | no | HTTPS endpoints for the client (rustls; a C crypto build) |
+//! | `tls` | no | HTTPS: `https://` endpoints for the client, `ServerConfig::tls` and `TlsConfig` for the server (rustls with aws-lc-rs; a C crypto build) |
 //! | `zstd` | no | zstd transfer encoding: `Accept-Encoding`/`Content-Encoding: zstd` |
 
 // Every error names its `ArtifactId`, which artifact-cache keeps inline (up to 64 bytes), so
@@ -82,5 +82,7 @@ pub use client::{
     Progress, ProgressEvent, UploadOutcome, Uploaded, download, upload,
 };
 pub use error::{Error, TimeoutKind};
+#[cfg(all(feature = "server", feature = "tls"))]
+pub use server::TlsConfig;
 #[cfg(feature = "server")]
 pub use server::{ServerConfig, router, serve, serve_router, shutdown_signal};

@@ -11,6 +11,8 @@ mod peers;
 mod reply;
 #[cfg(feature = "store")]
 mod store;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -25,6 +27,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use config::ServerConfig;
 pub use listen::{serve, serve_router, shutdown_signal};
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;
 
 use crate::protocol::{ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH};
 use metrics::Metrics;

@@ -11,7 +11,6 @@ use std::{
     process::ExitCode,
 };
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
@@ -26,7 +25,7 @@ pub(crate) struct Context {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_exit_codes();
     let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     init_logging(cli.global.log.as_deref(), default_log);
     let ctx = Context {

@@ -12,5 +12,7 @@ mod interop;
 mod ranges;
 mod server;
 mod support;
+#[cfg(feature = "tls")]
+mod tls;
 mod transfer;
 mod upload;

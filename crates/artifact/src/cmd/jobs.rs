@@ -107,7 +107,7 @@ struct Client {
 impl Client {
     fn new(server: &JobsServer) -> anyhow::Result<Client> {
         let token = server.token_file.as_deref().map(crate::cmd::net::read_token).transpose()?;
-        let base = server.server.trim_end_matches('/').to_owned();
+        let base = crate::cmd::net::with_scheme(server.server.trim_end_matches('/'));
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(fail(Exit::Usage, anyhow!("--server {base:?}: expected an http:// URL")));
         }
