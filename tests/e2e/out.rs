@@ -30,7 +30,7 @@ fn a_non_empty_out_is_refused_before_anything_is_downloaded() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("is not empty"), "{}", stderr(&out));
     // Nothing was downloaded, and the directory is as it was.
-    let listed = cli(&local, &["ls"]);
+    let listed = cli(&local, &["--json", "ls"]);
     ok(&listed);
     assert_eq!(stdout(&listed), "", "the artifact was not fetched");
     assert_eq!(fs::read_to_string(out_dir.join("mine.txt")).unwrap(), "keep me");

@@ -69,17 +69,17 @@ fn https_with_a_trusted_self_signed_certificate_and_a_clear_refusal_without() {
     let (cert, key) = self_signed(dir.path());
     let server = Server::start(&remote, &["--tls-cert", &cert, "--tls-key", &key]);
     assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
-    ok(&cli(&local, &["add", "g1", src.to_str().unwrap()]));
+    ok(&cli(&local, &["add", "ca", src.to_str().unwrap()]));
 
     // Not told to trust it: refused at the handshake, said plainly, and not retried.
-    let out = cli(&local, &["put", "g1", "--to", &server.url]);
+    let out = cli(&local, &["put", "ca", "--to", &server.url]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let text = stderr(&out);
     assert!(text.contains("TLS handshake with"), "{text}");
     assert!(text.contains("UnknownIssuer") || text.contains("unknown issuer"), "{text}");
     assert_eq!(text.matches("WARN").count(), 1, "one attempt, no retries: {text}");
 
-    let put = cli(&local, &["--json", "put", "g1", "--to", &server.url, "--ca-cert", &cert]);
+    let put = cli(&local, &["--json", "put", "ca", "--to", &server.url, "--ca-cert", &cert]);
     ok(&put);
     assert_eq!(json(&put)["created"], true);
     let out_dir = dir.path().join("out");
@@ -87,7 +87,7 @@ fn https_with_a_trusted_self_signed_certificate_and_a_clear_refusal_without() {
         &other,
         &[
             "get",
-            "g1",
+            "ca",
             "--from",
             &server.url,
             "--ca-cert",
@@ -101,9 +101,9 @@ fn https_with_a_trusted_self_signed_certificate_and_a_clear_refusal_without() {
 
     // Plain HTTP to the HTTPS server fails; so does a CA file that holds no certificate.
     let plain = server.url.replacen("https://", "http://", 1);
-    let out = cli(&other, &["get", "g2", "--from", &plain, "--timeout", "20"]);
+    let out = cli(&other, &["get", "cb", "--from", &plain, "--timeout", "20"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let out = cli(&other, &["get", "g1", "--from", &server.url, "--ca-cert", &key]);
+    let out = cli(&other, &["get", "ca", "--from", &server.url, "--ca-cert", &key]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("no certificate"), "{}", stderr(&out));
 }

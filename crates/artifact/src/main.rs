@@ -79,7 +79,9 @@ fn init_logging(flag: Option<&str>, default: &str) {
         Some(spec) => EnvFilter::try_new(spec).ok(),
         None => EnvFilter::try_from_default_env().ok(),
     }
-    .unwrap_or_else(|| EnvFilter::new(default));
+    // The TLS verifier logs each refused certificate as an error of its own; the refusal is
+    // reported by the command already.
+    .unwrap_or_else(|| EnvFilter::new(format!("{default},rustls_platform_verifier=off")));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -663,12 +663,21 @@ pub(super) fn request_error(id: ArtifactId, endpoint: &Endpoint, err: reqwest::E
 fn is_tls_failure(err: &reqwest::Error) -> bool {
     #[cfg(feature = "tls")]
     {
+        // An `io::Error` hides what it wraps from `source()`: look inside, through any nesting.
+        fn is_tls(mut err: &(dyn std::error::Error + 'static)) -> bool {
+            loop {
+                if err.is::<tokio_rustls::rustls::Error>() {
+                    return true;
+                }
+                match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+                    Some(inner) => err = inner,
+                    None => return false,
+                }
+            }
+        }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(err) = source {
-            let inner = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
-            if err.is::<tokio_rustls::rustls::Error>()
-                || inner.is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>())
-            {
+            if is_tls(err) {
                 return true;
             }
             source = err.source();

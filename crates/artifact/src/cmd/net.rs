@@ -207,15 +207,23 @@ pub(crate) fn put(ctx: &Context, mut args: PutArgs) -> anyhow::Result<()> {
     let id = parse_id(&args.id)?;
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let cache = open(ctx)?;
-    let size = cache.get(&id).map_err(crate::cmd::local::cache_failure)?.metadata().size;
-    let bar = (!ctx.json && io::stderr().is_terminal())
-        .then(|| upload_bar(&id, &args.to, (!args.transfer.zstd).then_some(size)));
+    let terminal = !ctx.json && io::stderr().is_terminal();
+    // The bar needs the tree's size, known once the URL has been checked and the cache read.
+    let shown = std::sync::Arc::new(std::sync::OnceLock::<ProgressBar>::new());
     let mut builder = client(&args.transfer)?.endpoint(&args.to).token(token);
-    if let Some(bar) = &bar {
-        let bar = bar.clone();
-        builder = builder.progress(move |p| show(&bar, p));
+    if terminal {
+        let shown = shown.clone();
+        builder = builder.progress(move |p| {
+            if let Some(bar) = shown.get() {
+                show(bar, p);
+            }
+        });
     }
     let downloader = builder.build().map_err(net_failure)?;
+    let size = cache.get(&id).map_err(crate::cmd::local::cache_failure)?.metadata().size;
+    let bar = terminal.then(|| {
+        shown.get_or_init(|| upload_bar(&id, &args.to, (!args.transfer.zstd).then_some(size)))
+    });
     let uploaded = client_runtime()?.block_on(downloader.upload(&cache, &id));
     if let Some(bar) = &bar {
         bar.finish_and_clear();
