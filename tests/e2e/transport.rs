@@ -99,6 +99,12 @@ fn https_with_a_trusted_self_signed_certificate_and_a_clear_refusal_without() {
     ok(&got);
     assert_same_tree(&src, &out_dir);
 
+    // The jobs API over HTTPS too.
+    let jobs = cli(&other, &["--json", "jobs", "ls", "--server", &server.url, "--ca-cert", &cert]);
+    ok(&jobs);
+    let jobs = cli(&other, &["jobs", "ls", "--server", &server.url]);
+    assert_eq!(code(&jobs), 1, "{}", stderr(&jobs));
+
     // Plain HTTP to the HTTPS server fails; so does a CA file that holds no certificate.
     let plain = server.url.replacen("https://", "http://", 1);
     let out = cli(&other, &["get", "cb", "--from", &plain, "--timeout", "20"]);

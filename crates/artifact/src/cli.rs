@@ -228,6 +228,9 @@ pub(crate) struct JobsServer {
     /// A file holding the server's bearer token.
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    /// Trust only the certificate authorities in this PEM file for an `https://` server.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
