@@ -142,3 +142,47 @@ fn unusable_certificate_files_are_named() {
     let err = Downloader::builder().endpoint("https://a").ca_cert(&key).build().unwrap_err();
     assert!(err.to_string().contains("no certificate in it"), "{err}");
 }
+
+#[test]
+fn many_concurrent_https_transfers_arrive_whole_and_shutdown_drains_them() {
+    run(async {
+        let (remote, local) = (TempCache::new(), TempCache::new());
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<_> = (10..42).map(id).collect();
+        for id in &ids {
+            commit_tree(&remote, id, 64 << 10);
+        }
+        let config = ServerConfig::default().tls(Some(self_signed(dir.path())));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (url, _, server) = serve_tls(remote.cache().clone(), config, stopped).await;
+        // 32 downloads, 16 at a time, each its own TLS connection at first; and uploads of
+        // other ids back at the same time.
+        let client = fast([url.as_str()])
+            .ca_cert(dir.path().join("cert.pem"))
+            .concurrency(16)
+            .per_endpoint(16)
+            .build()
+            .unwrap();
+        let ups: Vec<_> = (50..58).map(id).collect();
+        for id in &ups {
+            commit_tree(&local, id, 64 << 10);
+        }
+        let uploads =
+            futures_util::future::join_all(ups.iter().map(|id| client.upload(&local, id)));
+        let (downloaded, uploaded) =
+            tokio::join!(client.download_many(&local, ids.iter().copied()), uploads);
+        for (id, result) in downloaded {
+            let got = result.unwrap_or_else(|err| panic!("{id}: {err}"));
+            let want = remote.cache().get(&id).unwrap();
+            assert_eq!(got.metadata().digest, want.metadata().digest, "{id}");
+        }
+        for result in uploaded {
+            result.unwrap();
+        }
+        for id in &ups {
+            remote.cache().get(id).expect("uploaded over TLS");
+        }
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    });
+}
