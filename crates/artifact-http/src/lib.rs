@@ -43,7 +43,7 @@
 //!
 //! - Server: [`router`] (mount it in an axum app) and [`serve`] (run it, with limits and
 //!   graceful shutdown on [`shutdown_signal`]; [`serve_router`] for an app of one's own),
-//!   configured by [`ServerConfig`].
+//!   configured by [`ServerConfig`]; HTTPS with `TlsConfig` (feature `tls`).
 //! - Client: [`Downloader`] (built by [`DownloaderBuilder`]): [`download`](Downloader::download),
 //!   [`download_many`](Downloader::download_many), [`upload`](Downloader::upload), with
 //!   [`Progress`] events; the one-shot [`download`] and [`upload`] functions.
