@@ -322,7 +322,7 @@ impl DownloaderBuilder {
     ///
     /// [`Error::InvalidEndpoint`] for an endpoint that is not an `http` URL (or `https`, with
     /// the `tls` feature), or has a query or fragment; also when there are none. With the
-    /// `tls` feature, `Error::Tls` for a [`ca_cert`](Self::ca_cert) file that cannot be read
+    /// `tls` feature, `Error::Tls` for a `ca_cert` file that cannot be read
     /// or holds no certificate.
     pub fn build(self) -> Result<Downloader, Error> {
         if self.endpoints.is_empty() {
