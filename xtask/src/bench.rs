@@ -4,18 +4,22 @@
 //! nginx + curl, ...), and returns a Markdown section that replaces the suite's part of
 //! `docs/benchmarks.md` (between `<!-- bench:<suite> -->` and `<!-- /bench:<suite> -->`).
 
-use std::fs;
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 
 use crate::project_root;
 
 mod cache;
 mod http;
 mod jobs;
+mod store;
 mod tarstream;
 
-const SUITES: &[&str] = &["tarstream", "cache", "http", "jobs"];
+const SUITES: &[&str] = &["tarstream", "cache", "http", "store", "jobs"];
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let suites: Vec<&str> =
@@ -41,6 +45,7 @@ fn run_suite(suite: &str) -> anyhow::Result<Option<String>> {
         "tarstream" => tarstream::run(),
         "cache" => cache::run().map(Some),
         "http" => http::run(),
+        "store" => store::run(),
         "jobs" => jobs::run().map(Some),
         _ => bail!("bench: the `{suite}` suite is not written yet"),
     }
@@ -61,4 +66,30 @@ fn write_section(suite: &str, body: String) -> anyhow::Result<()> {
     fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     println!("bench: wrote the `{suite}` section of {}", path.display());
     Ok(())
+}
+
+/// What every suite reads from its environment.
+pub(crate) struct Settings {
+    /// Measured runs after the warm-up (`$ARTIFACT_BENCH_RUNS`, default 5).
+    pub(crate) runs: usize,
+    /// Where trees and servers live (`$ARTIFACT_BENCH_DIR`, default `/dev/shm`: tmpfs).
+    pub(crate) base: PathBuf,
+    /// A substring of the workloads to run (`$ARTIFACT_BENCH_ONLY`); a partial run when set.
+    pub(crate) only: String,
+}
+
+impl Settings {
+    /// Reads the environment and checks that `/usr/bin/time` (peak RSS) is there.
+    pub(crate) fn from_env() -> anyhow::Result<Settings> {
+        ensure!(
+            Path::new("/usr/bin/time").is_file(),
+            "bench: /usr/bin/time is needed (Debian: apt-get install time)"
+        );
+        Ok(Settings {
+            runs: env::var("ARTIFACT_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5),
+            base: env::var_os("ARTIFACT_BENCH_DIR")
+                .map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from),
+            only: env::var("ARTIFACT_BENCH_ONLY").unwrap_or_default(),
+        })
+    }
 }

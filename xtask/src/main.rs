@@ -2,10 +2,11 @@
 //!
 //! - `cargo xtask test`: everything that must pass before a change lands (the README's test
 //!   command and what `.ci/run` calls).
-//! - `cargo xtask bench [tarstream|cache|http|jobs]...`: the benchmark suite, side by side with its
-//!   anchors; writes its tables into `docs/benchmarks.md`.
+//! - `cargo xtask bench [tarstream|cache|http|store|jobs]...`: the benchmark suite, side by
+//!   side with its anchors; writes its tables into `docs/benchmarks.md`.
 //! - `cargo xtask tidy`: the repository's layout rules (also run by `test`, and as a `#[test]`).
-//! - `cargo xtask soak`: the cache's crash, stress and model tests, hundreds of rounds long.
+//! - `cargo xtask soak`: the cache's crash, stress and model tests, hundreds of rounds long,
+//!   and the store's 1 GiB download.
 //! - `cargo xtask fuzz [--seconds N] [TARGET]...`: the cargo-fuzz targets of `fuzz/`.
 //! - `cargo xtask mutants [CRATE]...`: mutation testing with cargo-mutants.
 
@@ -35,12 +36,14 @@ commands:
                       (-D warnings) and tidy; --quick leaves out the builds without
                       default features and rustdoc
   bench [SUITE]...    run benchmarks side by side with their anchors and write
-                      docs/benchmarks.md; SUITE is tarstream, cache, http or jobs (default: all)
+                      docs/benchmarks.md; SUITE is tarstream, cache, http, store or jobs
+                      (default: all)
   tidy                check the repository's layout rules
   soak [--rounds N] [--stress-secs S] [--cases N] [--seed N]
                       the cache's crash test for N rounds of killed processes (300),
                       its stress test for S seconds (60) and its model test for N cases
-                      (1000); minutes, not part of `test`
+                      (1000), then the store's download of a 1 GiB object under its
+                      memory bound; minutes, not part of `test`
   fuzz [--seconds N] [TARGET]... [-- <libFuzzer flag>...]
                       seed the corpora and run each fuzz target of fuzz/ for N seconds
                       (default 60) on nightly; installs cargo-fuzz if missing

@@ -58,6 +58,9 @@ pub(crate) const KILL: Tool =
 /// The zstd command-line tool, which encodes the seeds of the `zstd_upload` fuzz target.
 pub(crate) const ZSTD: Tool =
     Tool { name: "zstd", probe: Probe::Exec("zstd"), install: Install::Apt("zstd") };
+/// Headless Chromium: the status page's test renders it in a real browser (`--dump-dom`).
+pub(crate) const CHROMIUM: Tool =
+    Tool { name: "chromium", probe: Probe::Exec("chromium"), install: Install::Apt("chromium") };
 pub(crate) const NEXTEST: Tool = Tool {
     name: "cargo-nextest",
     probe: Probe::Exec("cargo-nextest"),
@@ -75,8 +78,9 @@ pub(crate) const CARGO_MUTANTS: Tool = Tool {
 };
 
 /// What `cargo xtask test` needs: the interop tests run bsdtar, GNU tar, Python's `tarfile`
-/// and curl, the crash tests `kill`, and the test runner is nextest.
-pub(crate) const TEST: &[Tool] = &[BSDTAR, GNU_TAR, PYTHON3, CURL, KILL, NEXTEST];
+/// and curl, the crash tests `kill`, the status page's test headless Chromium, and the test
+/// runner is nextest.
+pub(crate) const TEST: &[Tool] = &[BSDTAR, GNU_TAR, PYTHON3, CURL, KILL, CHROMIUM, NEXTEST];
 
 /// Makes sure every tool in `tools` is present, installing what is missing where it can;
 /// fails with one line naming what is still missing and how to install it.
@@ -232,7 +236,8 @@ mod tests {
         let hints: Vec<String> = missing.iter().map(hint).collect();
         assert_eq!(hints[0], "bsdtar (Debian: apt-get install libarchive-tools)");
         assert_eq!(hints[4], "kill (Debian: apt-get install procps)");
-        assert_eq!(hints[5], "cargo-nextest (cargo install --locked cargo-nextest)");
+        assert_eq!(hints[5], "chromium (Debian: apt-get install chromium)");
+        assert_eq!(hints[6], "cargo-nextest (cargo install --locked cargo-nextest)");
         fs::remove_dir_all(empty).unwrap();
     }
 
@@ -247,9 +252,10 @@ mod tests {
         // Not executable: does not count.
         fs::write(b.join("curl"), "").unwrap();
         let dirs = [a.clone(), b.clone()];
-        assert_eq!(missing(TEST, &dirs), [GNU_TAR, CURL, NEXTEST]);
+        assert_eq!(missing(TEST, &dirs), [GNU_TAR, CURL, CHROMIUM, NEXTEST]);
 
         fake(&a, "tar", "tar (GNU tar) 1.35");
+        fake(&a, "chromium", "Chromium 148.0");
         fake(&b, "curl", "curl 8.14");
         fake(&b, "cargo-nextest", "cargo-nextest 0.9");
         assert_eq!(missing(TEST, &dirs), []);

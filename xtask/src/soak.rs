@@ -10,10 +10,12 @@
 //! | `ARTIFACT_CRASH_SEED` | `crash::` (where the kills land) | 1 | the clock |
 //! | `ARTIFACT_STRESS_MS` | `stress::` (threads and processes on one root) | 1500 | 60000 |
 //! | `PROPTEST_CASES` | `model::` (operations against a model) | 48 | 1000 |
+//! | `ARTIFACT_STORE_LARGE_MIB` | artifact-store's `large::` (peak memory of a download) | 96 | 1024 |
 //!
 //! It runs them with `cargo test` (the test profile the suite already built, one test at a
 //! time; their cost is processes and system calls, not code), which has no per-test time
-//! limit: the tests' own watchdogs scale with the rounds and durations asked for.
+//! limit: the tests' own watchdogs scale with the rounds and durations asked for. The store's
+//! large download runs under nextest, which gives it a process of its own to measure.
 
 use std::{
     process::Command,
@@ -66,6 +68,16 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let took = start.elapsed().as_secs();
     if !status.success() {
         bail!("soak failed after {took} s (replay with `cargo xtask soak --seed {seed}`)");
+    }
+    let mut large = cargo();
+    large
+        .args(["nextest", "run", "--locked", "-p", "artifact-store", "--no-fail-fast"])
+        .args(["-E", "test(large::)", "--no-capture"])
+        .env("ARTIFACT_STORE_LARGE_MIB", "1024");
+    let status = spawn(&mut large)?;
+    let took = start.elapsed().as_secs();
+    if !status.success() {
+        bail!("soak: the store's 1 GiB download failed after {took} s");
     }
     println!("soak: passed in {took} s");
     Ok(())

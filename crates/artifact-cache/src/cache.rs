@@ -144,6 +144,19 @@ impl Cache {
         &self.inner.options
     }
 
+    /// Bytes free for unprivileged users on the file system of the cache's root (what the
+    /// free-space floor is checked against).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = artifact_cache::Cache::open(dir.path())?;
+    /// assert!(cache.free_bytes()? > 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn free_bytes(&self) -> Result<u64, Error> {
+        self.inner.free_bytes()
+    }
+
     /// Changes the size bound for every clone of this handle; takes effect at the next
     /// commit or [`gc`](Cache::gc).
     pub fn set_max_bytes(&self, max_bytes: Option<u64>) {
@@ -523,6 +536,13 @@ impl Inner {
         Ok(size.unwrap_or(0))
     }
 
+    /// Bytes free for unprivileged users on the cache's file system.
+    pub(crate) fn free_bytes(&self) -> Result<u64, Error> {
+        let root = &self.layout.root;
+        let stat = rustix::fs::statvfs(root).map_err(io::Error::from).with_path(root)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
     /// Fails with [`Error::DiskFull`] when the file system is below the free-space floor.
     pub(crate) fn check_floor(&self) -> Result<(), Error> {
         let floor = self.min_free_bytes.load(Ordering::Relaxed);
@@ -530,8 +550,7 @@ impl Inner {
             return Ok(());
         }
         let root = &self.layout.root;
-        let stat = rustix::fs::statvfs(root).map_err(io::Error::from).with_path(root)?;
-        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let free = self.free_bytes()?;
         if free < floor {
             warn!(free, floor, "cache file system is below its free-space floor");
             return Err(Error::DiskFull { path: root.clone(), free, floor, source: None });

@@ -207,14 +207,26 @@ impl<T> IoResultExt<T> for io::Result<T> {
 
 /// The [`Error`] for an OS error at `path`.
 pub(crate) fn io_error(path: PathBuf, source: io::Error) -> Error {
-    match source.raw_os_error() {
-        Some(code)
-            if code == rustix::io::Errno::NOSPC.raw_os_error()
-                || code == rustix::io::Errno::DQUOT.raw_os_error() =>
-        {
+    Error::from_io(path, source)
+}
+
+impl Error {
+    /// The error for an OS error met at `path` while writing into a cache (for example by
+    /// `tarstream::receive` into a writer's tree): [`Error::DiskFull`] for `ENOSPC` and
+    /// `EDQUOT`, [`Error::Io`] for the rest.
+    ///
+    /// ```
+    /// use std::io;
+    /// let full = io::Error::from_raw_os_error(28); // ENOSPC
+    /// assert!(artifact_cache::Error::from_io("/c/tmp/x".into(), full).is_disk_full());
+    /// ```
+    pub fn from_io(path: PathBuf, source: io::Error) -> Error {
+        // std maps ENOSPC to `StorageFull` and EDQUOT to `QuotaExceeded`.
+        if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) {
             Error::DiskFull { path, free: 0, floor: 0, source: Some(source) }
+        } else {
+            Error::Io { path, source }
         }
-        _ => Error::Io { path, source },
     }
 }
 

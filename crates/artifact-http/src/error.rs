@@ -369,7 +369,7 @@ impl Error {
 /// The one classification of a failed receive of a tar stream from `endpoint` into the local
 /// cache: whatever the stream's content causes is the remote's fault, the rest is local.
 ///
-/// - An i/o error that the shape of an entry explains ([`is_entry_fault`]: a name too long,
+/// - An i/o error that the shape of an entry explains ([`tarstream::Error::is_entry_fault`]: a name too long,
 ///   a file too large, a loop, too many links) is [`Error::Unwritable`]: remote.
 /// - Any other i/o error (a full disk, a read-only or unwritable root) is [`Error::Cache`]:
 ///   local, no endpoint can help.
@@ -377,45 +377,20 @@ impl Error {
 ///   [`Error::Stream`]: remote.
 #[cfg(feature = "client")]
 pub(crate) fn receive_error(id: ArtifactId, endpoint: &str, err: tarstream::Error) -> Error {
+    let entry_fault = err.is_entry_fault();
     match err {
-        tarstream::Error::Io { path, source } if is_entry_fault(&source) => Error::Unwritable {
+        tarstream::Error::Io { path, source } if entry_fault => Error::Unwritable {
             id,
             endpoint: endpoint.to_owned(),
             entry: path,
             source: Arc::new(source),
         },
         tarstream::Error::Io { path, source } => {
-            Error::Cache { id, source: Arc::new(local_io_error(path, source)) }
+            Error::Cache { id, source: Arc::new(artifact_cache::Error::from_io(path, source)) }
         }
         err => Error::Stream { id, endpoint: endpoint.to_owned(), source: Arc::new(err) },
     }
 }
-
-/// Whether an i/o error met while creating a received entry comes from the entry's shape
-/// (its name, size or links), not from the local file system's state: such an error would
-/// happen with any healthy disk, so the stream that asked for it is at fault.
-#[cfg(feature = "client")]
-pub(crate) fn is_entry_fault(source: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(
-        source.kind(),
-        InvalidFilename
-            | FileTooLarge
-            | TooManyLinks
-            | NotADirectory
-            | IsADirectory
-            | AlreadyExists
-            | DirectoryNotEmpty
-            | InvalidInput
-    ) || source.raw_os_error().is_some_and(|code| code == EILSEQ || code == ELOOP)
-}
-
-/// `EILSEQ`: a name the file system cannot encode.
-#[cfg(feature = "client")]
-const EILSEQ: i32 = if cfg!(target_os = "linux") { 84 } else { 92 };
-/// `ELOOP`: too many symlinks on a path.
-#[cfg(feature = "client")]
-const ELOOP: i32 = if cfg!(target_os = "linux") { 40 } else { 62 };
 
 #[cfg(any(feature = "server", feature = "client"))]
 /// Remote text (an error body, a header value, a name) made safe to print: control
@@ -433,18 +408,6 @@ pub(crate) fn escape_remote(text: &str) -> String {
         }
     }
     out
-}
-
-/// The cache error for a local file-system failure that tarstream met while writing a received
-/// tree at `path`: [`DiskFull`](artifact_cache::Error::DiskFull) for `ENOSPC` and `EDQUOT`,
-/// else [`Io`](artifact_cache::Error::Io).
-#[cfg(any(feature = "server", feature = "client"))]
-pub(crate) fn local_io_error(path: std::path::PathBuf, source: io::Error) -> artifact_cache::Error {
-    if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) {
-        artifact_cache::Error::DiskFull { path, free: 0, floor: 0, source: Some(source) }
-    } else {
-        artifact_cache::Error::Io { path, source }
-    }
 }
 
 /// An error and its root cause on one line, `error: root cause`, for the log line of each
@@ -543,7 +506,8 @@ mod tests {
             assert!(err.is_remote() && !err.is_retryable(), "{kind:?}");
         }
         let enametoolong = io::Error::from_raw_os_error(36);
-        assert!(is_entry_fault(&enametoolong), "ENAMETOOLONG is the entry's name");
+        let enametoolong = tarstream::Error::Io { path: "x".into(), source: enametoolong };
+        assert!(enametoolong.is_entry_fault(), "ENAMETOOLONG is the entry's name");
         for kind in [
             io::ErrorKind::StorageFull,
             io::ErrorKind::QuotaExceeded,
@@ -553,7 +517,8 @@ mod tests {
             let err = classify(kind);
             assert!(matches!(err, Error::Cache { .. }) && !err.is_remote(), "{kind:?}: {err:?}");
         }
-        let full = local_io_error("/c/tmp/x".into(), io::ErrorKind::StorageFull.into());
+        let full =
+            artifact_cache::Error::from_io("/c/tmp/x".into(), io::ErrorKind::StorageFull.into());
         assert!(full.is_disk_full());
         assert_eq!(
             full.to_string(),

@@ -85,4 +85,7 @@ pub use error::{Error, TimeoutKind};
 #[cfg(all(feature = "server", feature = "tls"))]
 pub use server::TlsConfig;
 #[cfg(feature = "server")]
-pub use server::{ServerConfig, router, serve, serve_router, shutdown_signal};
+pub use server::{
+    EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
+    ServerConfig, router, serve, serve_router, shutdown_signal,
+};

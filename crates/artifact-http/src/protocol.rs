@@ -29,6 +29,10 @@ pub const LIST_PATH: &str = "/artifacts";
 pub const HEALTH_PATH: &str = "/healthz";
 /// The Prometheus metrics endpoint.
 pub const METRICS_PATH: &str = "/metrics";
+/// The operator's status as JSON.
+pub const STATUS_PATH: &str = "/status";
+/// The operator's status page (HTML).
+pub const STATUS_PAGE_PATH: &str = "/";
 
 /// The tree digest of the artifact (64 lowercase hex digits): in every `GET`/`HEAD`/`PUT`
 /// answer about an artifact, and optionally in a `PUT` request, where the server checks it.

@@ -9,12 +9,13 @@ mod metrics;
 mod observe;
 mod peers;
 mod reply;
+mod status;
 #[cfg(feature = "store")]
 mod store;
 #[cfg(feature = "tls")]
 mod tls;
 
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use artifact_cache::{ArtifactId, Cache};
 use axum::{
@@ -29,8 +30,13 @@ pub use config::ServerConfig;
 pub use listen::{serve, serve_router, shutdown_signal};
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;
+pub use status::{
+    EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
+};
 
-use crate::protocol::{ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH};
+use crate::protocol::{
+    ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH, STATUS_PAGE_PATH, STATUS_PATH,
+};
 use metrics::Metrics;
 use peers::{PeerLimit, PeerPermit};
 use reply::Reject;
@@ -38,7 +44,9 @@ use reply::Reject;
 /// The axum [`Router`] serving `cache` (the endpoints of `docs/protocol.md`), to mount in an
 /// application or run with [`serve`].
 ///
-/// Every request gets a `tracing` span and is counted in `/metrics`. The router enforces the
+/// Every request gets a `tracing` span and is counted in `/metrics`; `GET /status` and `GET /`
+/// show the operator the cache, the traffic, the transfers in flight and recent warnings (and
+/// the jobs of a [`JobsSource`] in the request extensions). The router enforces the
 /// stream limit, the upload limit, the idle timeout and the token of `config`; the header read
 /// timeout, the connection limit and graceful shutdown are [`serve`]'s.
 ///
@@ -61,6 +69,8 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
         streams: Arc::new(Semaphore::new(config.max_streams)),
         peer_streams: PeerLimit::new(config.max_streams_per_peer),
         metrics: Arc::new(Metrics::default()),
+        activity: Arc::new(status::Activity::default()),
+        started: Instant::now(),
         cache,
         config,
     }));
@@ -72,6 +82,8 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
         .route(LIST_PATH, get(list::list))
         .route(HEALTH_PATH, get(health))
         .route(METRICS_PATH, get(list::metrics))
+        .route(STATUS_PATH, get(status::json))
+        .route(STATUS_PAGE_PATH, get(status::page))
         .layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
@@ -92,6 +104,9 @@ struct AppInner {
     /// Tar streams in flight per client address.
     peer_streams: Arc<PeerLimit>,
     metrics: Arc<Metrics>,
+    /// Transfers in flight and recent warnings, for the status page.
+    activity: Arc<status::Activity>,
+    started: Instant,
 }
 
 impl std::ops::Deref for App {

@@ -1,9 +1,10 @@
 //! The HTTP API: [`Jobs::router`] serves `POST /jobs`, `GET /jobs`, `GET /jobs/{job}` and
 //! `DELETE /jobs/{job}`, with JSON bodies and the bearer-token rules of the artifact server.
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 use artifact_cache::ArtifactId;
+use artifact_http::JobsSource;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -193,9 +194,13 @@ impl Jobs {
     }
 
     /// Wraps `app` so that its successful `GET /metrics` answers end with the job lines of
-    /// [`Jobs::metrics`]: the artifact server's metrics and the jobs' in one page.
+    /// [`Jobs::metrics`] (the artifact server's metrics and the jobs' in one page), and the
+    /// server's status (`GET /status` and the page at `GET /`) shows the jobs: each request
+    /// carries these jobs as an `Arc<dyn JobsSource>` extension.
     pub fn with_metrics(&self, app: Router) -> Router {
+        let source: Arc<dyn JobsSource> = Arc::new(self.clone());
         app.layer(axum::middleware::from_fn_with_state(self.clone(), append_metrics))
+            .layer(axum::Extension(source))
     }
 
     fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<(), Reject> {

@@ -48,6 +48,7 @@ mod machine;
 mod metrics;
 mod rate;
 mod sched;
+mod status;
 mod store;
 
 pub use config::JobsConfig;

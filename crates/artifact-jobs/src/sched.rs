@@ -526,6 +526,7 @@ impl Inner {
             Outcome::Done(Err(err)) => {
                 let retry = err.is_retryable() && job.attempts < self.config.max_attempts;
                 let error = Some(error_chain(&err));
+                stats.set_error(error_chain(&err));
                 if retry {
                     let pause = self.config.backoff_after(job.attempts);
                     warn!(id = %job.id, error = %err, retry_in_ms = pause.as_millis() as u64, "transfer failed; will retry");

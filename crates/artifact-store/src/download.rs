@@ -113,8 +113,10 @@ impl Store {
             (Ok(summary), _) => summary,
             (Err(_), Some(err)) => return Err(abort(writer, err).await),
             (Err(err), None) => {
-                tracing::warn!(error = %err, "object is not a valid tar stream; nothing kept");
-                let err = Error::Stream { id, store: inner.url.clone(), source: Arc::new(err) };
+                let err = receive_error(id, &inner.url, err);
+                if err.is_corrupt() {
+                    tracing::warn!(error = %err, "object is not a valid tar stream; nothing kept");
+                }
                 return Err(abort(writer, err).await);
             }
         };
@@ -209,6 +211,21 @@ impl Inner {
     }
 }
 
+/// The one classification of a failed receive of an object into the local cache: an i/o
+/// error that the destination's state explains (a full disk, a read-only or vanished
+/// directory) is the local cache's, [`Error::Cache`], since no other copy of the object could
+/// do better; everything else, an entry the local file system cannot hold included, is the
+/// object's, [`Error::Stream`].
+fn receive_error(id: ArtifactId, store: &str, err: tarstream::Error) -> Error {
+    let local = err.is_local();
+    match err {
+        tarstream::Error::Io { path, source } if local => {
+            cache_error(id, artifact_cache::Error::from_io(path, source))
+        }
+        err => Error::Stream { id, store: store.to_owned(), source: Arc::new(err) },
+    }
+}
+
 /// `backoff` with up to half of it added at random.
 fn jitter(backoff: Duration) -> Duration {
     backoff + backoff.mul_f64(fastrand::f64() / 2.0)
@@ -247,4 +264,43 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 pub(crate) fn cache_error(id: ArtifactId, err: artifact_cache::Error) -> Error {
     Error::Cache { id, source: Arc::new(err) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_objects_entries_are_its_fault_the_disk_is_ours() {
+        let id: ArtifactId = "ab".parse().unwrap();
+        let io = |source: io::Error| tarstream::Error::Io { path: "x".into(), source };
+        for source in [
+            io::Error::from(io::ErrorKind::StorageFull),
+            io::Error::from(io::ErrorKind::QuotaExceeded),
+            io::Error::from(io::ErrorKind::ReadOnlyFilesystem),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+            io::Error::from(io::ErrorKind::NotFound),
+        ] {
+            let kind = source.kind();
+            let err = receive_error(id, "s3://b", io(source));
+            assert!(matches!(err, Error::Cache { .. }), "{kind:?}: {err:?}");
+            assert!(!err.is_corrupt() && !err.is_remote() && !err.is_retryable(), "{kind:?}");
+        }
+        let full = receive_error(id, "s3://b", io(io::ErrorKind::StorageFull.into()));
+        assert!(matches!(&full, Error::Cache { source, .. } if source.is_disk_full()), "{full:?}");
+        for source in [
+            io::Error::from_raw_os_error(36), // ENAMETOOLONG
+            io::Error::from(io::ErrorKind::FileTooLarge),
+            io::Error::from(io::ErrorKind::NotADirectory),
+        ] {
+            let err = receive_error(id, "s3://b", io(source));
+            assert!(matches!(err, Error::Stream { .. }) && err.is_corrupt(), "{err:?}");
+        }
+        let truncated = tarstream::Error::Truncated {
+            offset: 512,
+            within: tarstream::Section::Data,
+            entry: None,
+        };
+        assert!(receive_error(id, "s3://b", truncated).is_corrupt());
+    }
 }

@@ -244,7 +244,47 @@ impl Error {
     pub fn is_limit(&self) -> bool {
         matches!(self, Error::LimitExceeded { .. })
     }
+
+    /// True for a `receive` [`Error::Io`] that the shape of the entry being created explains
+    /// (its name too long or not encodable, a file too large, too many links or symlinks on a
+    /// path, a kind clash with what the stream made before), not the state of the destination:
+    /// it would happen on any healthy disk, so the stream that asked for it is at fault.
+    ///
+    /// ```
+    /// use std::io;
+    /// let err = tarstream::Error::Io { path: "x".into(), source: io::Error::from_raw_os_error(36) };
+    /// assert!(err.is_entry_fault(), "ENAMETOOLONG: the entry's name");
+    /// let err = tarstream::Error::Io { path: "x".into(), source: io::ErrorKind::StorageFull.into() };
+    /// assert!(!err.is_entry_fault() && err.is_local(), "a full disk is the destination's");
+    /// ```
+    pub fn is_entry_fault(&self) -> bool {
+        use io::ErrorKind::*;
+        let Error::Io { source, .. } = self else { return false };
+        matches!(
+            source.kind(),
+            InvalidFilename
+                | FileTooLarge
+                | TooManyLinks
+                | NotADirectory
+                | IsADirectory
+                | AlreadyExists
+                | DirectoryNotEmpty
+                | InvalidInput
+        ) || source.raw_os_error().is_some_and(|code| code == EILSEQ || code == ELOOP)
+    }
+
+    /// True for an [`Error::Io`] that the destination's state explains (a full disk, a
+    /// read-only or unwritable directory), not the stream: another source of the same stream
+    /// would fail the same way.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Error::Io { .. }) && !self.is_entry_fault()
+    }
 }
+
+/// `EILSEQ`: a name the file system cannot encode.
+const EILSEQ: i32 = if cfg!(target_os = "linux") { 84 } else { 92 };
+/// `ELOOP`: too many symlinks on a path.
+const ELOOP: i32 = if cfg!(target_os = "linux") { 40 } else { 62 };
 
 /// Which part of a tar stream was cut short ([`Error::Truncated`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@
 //! only what matches and leaves `docs/benchmarks.md` as it is.
 
 use std::{
-    env, fs,
+    fs,
     io::{BufRead, BufReader},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
@@ -31,9 +31,12 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 
-use super::tarstream::{
-    Sample, WORKLOADS, Workload, build_release, command_line, first_line, machine, max_rss, median,
-    median_of, mib, path, pipe, read_rss, timed,
+use super::{
+    Settings,
+    tarstream::{
+        Sample, WORKLOADS, Workload, build_release, command_line, first_line, machine, max_rss,
+        median, median_of, mib, path, pipe, read_rss, timed,
+    },
 };
 
 /// The workloads moved one at a time.
@@ -72,15 +75,7 @@ struct Concurrent {
 }
 
 pub(crate) fn run() -> anyhow::Result<Option<String>> {
-    let runs: usize =
-        env::var("ARTIFACT_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let base =
-        env::var_os("ARTIFACT_BENCH_DIR").map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from);
-    let only = env::var("ARTIFACT_BENCH_ONLY").unwrap_or_default();
-    ensure!(
-        Path::new("/usr/bin/time").is_file(),
-        "bench: /usr/bin/time is needed (Debian: apt-get install time)"
-    );
+    let Settings { runs, base, only } = Settings::from_env()?;
     ensure_nginx()?;
     let artifact = build_release("http")?;
     let root = base.join(format!("artifact-bench-http-{}", std::process::id()));
@@ -367,7 +362,7 @@ impl Nginx {
 }
 
 /// A background process, killed if still running when dropped (on an error).
-struct Daemon(Child);
+pub(crate) struct Daemon(pub(crate) Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -393,13 +388,13 @@ fn ensure_nginx() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_ok(cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run_ok(cmd: &mut Command) -> anyhow::Result<()> {
     let out = cmd.stdout(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
     ensure!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
 
-fn same_tree(a: &Path, b: &Path, name: &str) -> anyhow::Result<()> {
+pub(crate) fn same_tree(a: &Path, b: &Path, name: &str) -> anyhow::Result<()> {
     let diff = Command::new("diff").args(["-r", "--no-dereference", path(a), path(b)]).output()?;
     ensure!(diff.status.success(), "{name}: {} and {} differ", a.display(), b.display());
     Ok(())
@@ -421,14 +416,14 @@ fn content_bytes(dir: &Path) -> anyhow::Result<u64> {
 }
 
 /// Removes a tree, read-only directories (as the cache makes them) included.
-fn remove(dir: &Path) {
+pub(crate) fn remove(dir: &Path) {
     if fs::remove_dir_all(dir).is_err() && dir.exists() {
         let _ = Command::new("chmod").args(["-R", "u+w", path(dir)]).status();
         let _ = fs::remove_dir_all(dir);
     }
 }
 
-fn progress() {
+pub(crate) fn progress() {
     use std::io::Write;
     print!(".");
     let _ = std::io::stdout().flush();
@@ -442,11 +437,11 @@ fn nginx_version() -> String {
         .unwrap_or_else(|_| "nginx: unknown".to_owned())
 }
 
-fn secs(s: f64) -> String {
+pub(crate) fn secs(s: f64) -> String {
     format!("{s:.3} s")
 }
 
-fn rate(bytes: u64, secs: f64) -> String {
+pub(crate) fn rate(bytes: u64, secs: f64) -> String {
     format!("{:.0} MiB/s", bytes as f64 / f64::from(1 << 20) / secs)
 }
 

@@ -57,18 +57,10 @@ pub(crate) struct Sample {
 }
 
 pub(crate) fn run() -> anyhow::Result<Option<String>> {
-    let runs: usize =
-        env::var("ARTIFACT_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let base =
-        env::var_os("ARTIFACT_BENCH_DIR").map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from);
-    ensure!(
-        Path::new("/usr/bin/time").is_file(),
-        "bench: /usr/bin/time is needed (Debian: apt-get install time)"
-    );
+    let super::Settings { runs, base, only } = super::Settings::from_env()?;
     let artifact = build_release("tarstream")?;
     let tar_crate = build_tar_crate()?;
     let keep = env::var_os("ARTIFACT_BENCH_KEEP").is_some_and(|v| v == "1");
-    let only = env::var("ARTIFACT_BENCH_ONLY").unwrap_or_default();
     let root = match keep {
         true => base.join("artifact-bench-keep"),
         false => base.join(format!("artifact-bench-{}", std::process::id())),

@@ -374,7 +374,7 @@ fn upload_failure(app: &App, id: ArtifactId, failed: Failed, end: PumpEnd<io::Er
         },
         Failed::Stream(err) if err.is_hostile() => Reject::BadStream { id, source: err },
         Failed::Stream(tarstream::Error::Io { path, source }) => {
-            app.reject_cache(id, crate::error::local_io_error(path, source))
+            app.reject_cache(id, artifact_cache::Error::from_io(path, source))
         }
         Failed::Stream(err) => Reject::internal(format!("receiving artifact {id}"), err),
         Failed::Digest { expected, actual } => Reject::DigestMismatch { id, expected, actual },

@@ -149,7 +149,7 @@ fn stream_all(cache: Cache) -> Response {
 }
 
 /// The store's counters, when there is one.
-fn store_gauges(app: &App) -> Option<super::metrics::StoreGauges> {
+pub(super) fn store_gauges(app: &App) -> Option<super::metrics::StoreGauges> {
     #[cfg(feature = "store")]
     if let Some(store) = &app.config.store {
         use std::sync::atomic::Ordering::Relaxed;
@@ -192,6 +192,6 @@ pub(super) async fn metrics(
         store: store_gauges(&app),
     };
     let text = app.metrics.render(&gauges);
-    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    let content_type = HeaderValue::from_static(super::metrics::CONTENT_TYPE);
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }

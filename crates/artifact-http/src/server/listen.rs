@@ -78,7 +78,7 @@ pub async fn serve(
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = ServerConfig::default();
 /// let app = axum::Router::new()
-///     .route("/", axum::routing::get(|| async { "build farm cache" }))
+///     .route("/about", axum::routing::get(|| async { "build farm cache" }))
 ///     .merge(router(Cache::open("/var/cache/artifact")?, config.clone()));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8417").await?;
 /// serve_router(listener, app, &config, shutdown_signal()).await?;

@@ -1,18 +1,16 @@
-//! [`Metrics`]: counters kept with atomics, rendered as Prometheus text by `GET /metrics`.
+//! [`Metrics`]: the server's counters (`prometheus-client` metrics), rendered with the values
+//! read at scrape time as Prometheus text by `GET /metrics`.
 
-use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
-    sync::{
-        Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering::Relaxed},
-    },
+use prometheus_client::{
+    encoding::{EncodeLabelSet, prometheus_text},
+    metrics::{counter::Counter, family::Family, gauge::ConstGauge},
+    registry::Registry,
 };
 
 use artifact_cache::Usage;
 
 /// What an endpoint is called in the `endpoint` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Endpoint {
     Get,
     Head,
@@ -21,12 +19,16 @@ pub(crate) enum Endpoint {
     List,
     Health,
     Metrics,
+    Status,
+    Page,
     Other,
 }
 
 impl Endpoint {
     pub(crate) fn of(method: &axum::http::Method, path: &str) -> Endpoint {
-        use crate::protocol::{ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH};
+        use crate::protocol::{
+            ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH, STATUS_PAGE_PATH, STATUS_PATH,
+        };
         use axum::http::Method;
         match (path, method) {
             (ARTIFACT_PATH, &Method::GET) => Endpoint::Get,
@@ -36,6 +38,8 @@ impl Endpoint {
             (LIST_PATH, _) => Endpoint::List,
             (HEALTH_PATH, _) => Endpoint::Health,
             (METRICS_PATH, _) => Endpoint::Metrics,
+            (STATUS_PATH, _) => Endpoint::Status,
+            (STATUS_PAGE_PATH, _) => Endpoint::Page,
             _ => Endpoint::Other,
         }
     }
@@ -49,29 +53,44 @@ impl Endpoint {
             Endpoint::List => "list",
             Endpoint::Health => "healthz",
             Endpoint::Metrics => "metrics",
+            Endpoint::Status => "status",
+            Endpoint::Page => "page",
             Endpoint::Other => "other",
         }
     }
 
-    /// Requests worth an `info` line in the log (the probes are not).
+    /// Requests worth an `info` line in the log (the probes and the status page are not).
     pub(crate) fn is_noteworthy(self) -> bool {
-        !matches!(self, Endpoint::Health | Endpoint::Metrics)
+        !matches!(self, Endpoint::Health | Endpoint::Metrics | Endpoint::Status | Endpoint::Page)
     }
 }
 
-/// The server's counters.
+/// The labels of `artifact_http_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    status: u16,
+}
+
+/// The label of `artifact_store_errors_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: &'static str,
+}
+
+/// The server's counters. Each is a handle on shared atomics: clones count into the same value.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(Endpoint, u16), u64>>,
-    pub(crate) bytes_sent: AtomicU64,
-    pub(crate) bytes_received: AtomicU64,
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) uploads: AtomicU64,
-    pub(crate) uploads_rejected: AtomicU64,
-    pub(crate) streams_refused: AtomicU64,
-    pub(crate) store_fetches: AtomicU64,
-    pub(crate) store_uploads: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    pub(crate) bytes_sent: Counter,
+    pub(crate) bytes_received: Counter,
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) uploads: Counter,
+    pub(crate) uploads_rejected: Counter,
+    pub(crate) streams_refused: Counter,
+    pub(crate) store_fetches: Counter,
+    pub(crate) store_uploads: Counter,
 }
 
 /// What `/metrics` reports besides the counters.
@@ -85,7 +104,7 @@ pub(crate) struct Gauges {
 }
 
 /// What `/metrics` reports of the store (feature `store`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub(crate) struct StoreGauges {
     pub(crate) requests: u64,
     pub(crate) bytes_down: u64,
@@ -94,140 +113,131 @@ pub(crate) struct StoreGauges {
     pub(crate) errors: [(&'static str, u64); 4],
 }
 
+/// A counter holding `value`, for a value kept elsewhere and read at scrape time.
+fn counter(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
+}
+
 impl Metrics {
     pub(crate) fn request(&self, endpoint: Endpoint, status: u16) {
-        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        *requests.entry((endpoint, status)).or_default() += 1;
+        self.requests.get_or_create(&RequestLabels { endpoint: endpoint.label(), status }).inc();
     }
 
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+    pub(crate) fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
     pub(crate) fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str| {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-        };
-        metric(
-            "artifact_http_requests_total",
-            "counter",
-            "HTTP requests answered, by endpoint and status.",
+        let mut registry = Registry::default();
+        registry.register(
+            "artifact_http_requests",
+            "HTTP requests answered, by endpoint and status",
+            self.requests.clone(),
         );
-        let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        for ((endpoint, status), n) in requests {
-            let _ = writeln!(
-                out,
-                "artifact_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}",
-                endpoint.label()
-            );
-        }
-        let counters = [
+        for (name, help, counter) in [
             (
-                "artifact_http_sent_bytes_total",
-                "Response body bytes sent (after compression).",
+                "artifact_http_sent_bytes",
+                "Response body bytes sent (after compression)",
                 &self.bytes_sent,
             ),
             (
-                "artifact_http_received_bytes_total",
-                "Request body bytes received (before decompression).",
+                "artifact_http_received_bytes",
+                "Request body bytes received (before decompression)",
                 &self.bytes_received,
             ),
             (
-                "artifact_http_hits_total",
-                "GET and HEAD requests for an artifact that was there.",
+                "artifact_http_hits",
+                "GET and HEAD requests for an artifact that was there",
                 &self.hits,
             ),
             (
-                "artifact_http_misses_total",
-                "GET and HEAD requests for an artifact that was absent.",
+                "artifact_http_misses",
+                "GET and HEAD requests for an artifact that was absent",
                 &self.misses,
             ),
-            ("artifact_http_uploads_total", "Uploads committed.", &self.uploads),
+            ("artifact_http_uploads", "Uploads committed", &self.uploads),
             (
-                "artifact_http_uploads_rejected_total",
-                "Uploads rejected or cut short (nothing kept).",
+                "artifact_http_uploads_rejected",
+                "Uploads rejected or cut short (nothing kept)",
                 &self.uploads_rejected,
             ),
             (
-                "artifact_http_streams_refused_total",
-                "Requests refused with 503 at the stream limit.",
+                "artifact_http_streams_refused",
+                "Requests refused with 503 at the stream limit",
                 &self.streams_refused,
             ),
-        ];
-        for (name, help, counter) in counters {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                counter.load(Relaxed)
-            );
+        ] {
+            registry.register(name, help, counter.clone());
         }
-        let mut gauge = |name: &str, help: &str, value: u64| {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
-        };
-        gauge(
+        registry.register(
             "artifact_http_active_streams",
-            "Tar streams in flight.",
-            gauges.active_streams as u64,
+            "Tar streams in flight",
+            ConstGauge::new(gauges.active_streams as u64),
         );
-        gauge(
+        registry.register(
             "artifact_http_max_streams",
-            "The limit on tar streams in flight.",
-            gauges.max_streams as u64,
+            "The limit on tar streams in flight",
+            ConstGauge::new(gauges.max_streams as u64),
         );
         if let Some(usage) = gauges.usage {
-            gauge("artifact_cache_bytes", "Bytes of file content in the cache.", usage.bytes);
-            gauge("artifact_cache_artifacts", "Artifacts in the cache.", usage.artifacts);
+            registry.register(
+                "artifact_cache_bytes",
+                "Bytes of file content in the cache",
+                ConstGauge::new(usage.bytes),
+            );
+            registry.register(
+                "artifact_cache_artifacts",
+                "Artifacts in the cache",
+                ConstGauge::new(usage.artifacts),
+            );
         }
         if let Some(store) = &gauges.store {
-            let counters = [
+            registry.register(
+                "artifact_store_fetches",
+                "Local misses answered through the store (fetched, or waited for while another \
+                 request fetched them; also counted as hits)",
+                self.store_fetches.clone(),
+            );
+            registry.register(
+                "artifact_store_uploads",
+                "Uploads written through to the store",
+                self.store_uploads.clone(),
+            );
+            for (name, help, value) in [
+                ("artifact_store_requests", "Requests sent to the store", store.requests),
                 (
-                    "artifact_store_fetches_total",
-                    "Local misses answered through the store (fetched, or waited for while another request fetched them; also counted as hits).",
-                    self.store_fetches.load(Relaxed),
-                ),
-                (
-                    "artifact_store_uploads_total",
-                    "Uploads written through to the store.",
-                    self.store_uploads.load(Relaxed),
-                ),
-                ("artifact_store_requests_total", "Requests sent to the store.", store.requests),
-                (
-                    "artifact_store_received_bytes_total",
-                    "Object bytes received from the store.",
+                    "artifact_store_received_bytes",
+                    "Object bytes received from the store",
                     store.bytes_down,
                 ),
-                (
-                    "artifact_store_sent_bytes_total",
-                    "Object bytes sent to the store.",
-                    store.bytes_up,
-                ),
-            ];
-            for (name, help, value) in counters {
-                let _ =
-                    write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+                ("artifact_store_sent_bytes", "Object bytes sent to the store", store.bytes_up),
+            ] {
+                registry.register(name, help, counter(value));
             }
-            let name = "artifact_store_errors_total";
-            let _ = write!(
-                out,
-                "# HELP {name} Failed store operations, by kind.\n# TYPE {name} counter\n"
-            );
+            let errors = Family::<ErrorLabels, Counter>::default();
             for (kind, value) in store.errors {
-                let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {value}");
+                errors.get_or_create(&ErrorLabels { kind }).inc_by(value);
             }
+            registry.register("artifact_store_errors", "Failed store operations, by kind", errors);
         }
         if let Some(evictions) = gauges.evictions {
-            let name = "artifact_cache_evictions_total";
-            let _ = write!(
-                out,
-                "# HELP {name} Artifacts evicted to keep the cache within its size bound.\n\
-                 # TYPE {name} counter\n{name} {evictions}\n"
+            registry.register(
+                "artifact_cache_evictions",
+                "Artifacts evicted to keep the cache within its size bound",
+                counter(evictions),
             );
         }
+        let mut out = String::with_capacity(4096);
+        prometheus_text::encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
     }
 }
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! The request middleware: a `tracing` span per request (method, path, id, peer, status), the
-//! request counters, and one line when the response body has ended (bytes, duration,
-//! outcome), however it ended.
+//! request counters, the transfers in flight and the warnings the status page lists, and one
+//! line when the response body has ended (bytes, duration, outcome), however it ended.
 
 use std::{
     net::SocketAddr,
@@ -22,6 +22,7 @@ use tracing::{Instrument, Span, field};
 use super::{
     App,
     metrics::{Endpoint, Metrics},
+    status::{TransferGuard, Warned},
 };
 
 /// The middleware (see the module docs).
@@ -36,14 +37,33 @@ pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next
         peer = field::Empty,
         status = field::Empty,
     );
-    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| *peer);
+    if let Some(peer) = peer {
         span.record("peer", field::display(peer));
     }
+    let id = raw_id(request.uri().query()).to_owned();
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut transfer = None;
+    let request = if endpoint == Endpoint::Put {
+        let total = content_length(request.headers());
+        let guard = Arc::new(app.activity.start("put", &id, peer.map(|p| p.to_string()), total));
+        transfer = Some(guard.clone());
+        request.map(|body| Body::new(Counted { inner: body, guard }))
+    } else {
+        request
+    };
+    let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("status", status);
     app.metrics.request(endpoint, status);
+    if let Some(warned) = response.extensions_mut().remove::<Warned>() {
+        app.activity.warn(endpoint.label(), &warned);
+    }
+    if endpoint == Endpoint::Get && response.status().is_success() {
+        let total = content_length(response.headers());
+        let peer = peer.map(|p| p.to_string());
+        transfer = Some(Arc::new(app.activity.start("get", &id, peer, total)));
+    }
     let (parts, body) = response.into_parts();
     // Hyper never polls a body that says it is over (nor one answering HEAD).
     let over = head || body.is_end_stream();
@@ -55,6 +75,7 @@ pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next
         metrics: app.metrics.clone(),
         bytes: 0,
         outcome: over.then_some("complete"),
+        transfer,
     };
     Response::from_parts(parts, Body::new(Observed { inner: body, finish }))
 }
@@ -78,6 +99,8 @@ struct Finish {
     bytes: u64,
     /// Set once the body ended or failed; `None` at drop means the client went away.
     outcome: Option<&'static str>,
+    /// The transfer's entry on the status page, removed when this is dropped.
+    transfer: Option<Arc<TransferGuard>>,
 }
 
 impl HttpBody for Observed {
@@ -95,6 +118,11 @@ impl HttpBody for Observed {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.finish.bytes += data.len() as u64;
+                    if let Some(transfer) = &this.finish.transfer
+                        && transfer.kind() == "get"
+                    {
+                        transfer.add(data.len() as u64);
+                    }
                 }
                 // Hyper stops polling once a body of known length has yielded it all.
                 if inner.is_end_stream() {
@@ -115,6 +143,56 @@ impl HttpBody for Observed {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that counts what it yields into its transfer's progress.
+    struct Counted {
+        #[pin]
+        inner: Body,
+        guard: Arc<TransferGuard>,
+    }
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.guard.add(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The `id` query parameter as the client sent it (unchecked: shown escaped, cut short).
+fn raw_id(query: Option<&str>) -> &str {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(key, value)| (key == "id").then_some(value))
+        .unwrap_or("")
+}
+
+fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers.get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 impl Drop for Finish {

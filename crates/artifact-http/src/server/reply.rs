@@ -122,6 +122,20 @@ impl Reject {
         }
     }
 
+    /// Whether [`log`](Self::log) warns (the status page lists those).
+    fn is_warning(&self) -> bool {
+        match self {
+            Reject::BadStream { .. }
+            | Reject::DigestMismatch { .. }
+            | Reject::DiskFull { .. }
+            | Reject::Internal { .. }
+            | Reject::Unhealthy(_) => true,
+            #[cfg(feature = "store")]
+            Reject::Store { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Logs the rejection once, at a level that fits how interesting it is.
     fn log(&self) {
         let chain = error_chain(self);
@@ -152,8 +166,18 @@ impl IntoResponse for Reject {
         let status = self.status();
         // Clients get the whole story for their own mistakes; server-side details stay in the log.
         let message = if status.is_server_error() { self.to_string() } else { error_chain(&self) };
+        let warned = self.is_warning().then(|| super::status::Warned {
+            message: message.clone(),
+            #[cfg(feature = "store")]
+            store: matches!(self, Reject::Store { .. }),
+            #[cfg(not(feature = "store"))]
+            store: false,
+        });
         let body = serde_json::json!({ "error": message });
         let mut response = (status, Json(body)).into_response();
+        if let Some(warned) = warned {
+            response.extensions_mut().insert(warned);
+        }
         let headers = response.headers_mut();
         match &self {
             Reject::Busy { retry_after, .. } | Reject::Overloaded { retry_after } => {

@@ -11,6 +11,7 @@ mod hostile;
 mod interop;
 mod ranges;
 mod server;
+mod status;
 mod support;
 #[cfg(feature = "tls")]
 mod tls;

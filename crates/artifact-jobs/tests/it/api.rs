@@ -167,3 +167,52 @@ async fn metrics_pages_gain_the_job_lines() {
     assert_eq!(other, "other\n");
     jobs.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_the_jobs_and_each_peers_last_error() {
+    let local = TempCache::new();
+    let config = JobsConfig::default()
+        .max_attempts(2)
+        .backoff(std::time::Duration::from_secs(3600), std::time::Duration::from_secs(3600));
+    let jobs = Jobs::start(local.cache().clone(), config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server =
+        artifact_http::router(local.cache().clone(), artifact_http::ServerConfig::default());
+    let app = jobs.with_metrics(server.merge(jobs.router()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Nothing listens on port 1: the first attempt fails, and the retry is an hour away.
+    let dead = "http://127.0.0.1:1";
+    let new = artifact_jobs::NewJob {
+        action: artifact_jobs::Action::Pull,
+        id: test_id(5),
+        endpoints: vec![dead.into()],
+        priority: 0,
+    };
+    let (job, _) = jobs.submit(vec![new]).await.unwrap().remove(0);
+    jobs.wait_until(job.job, |j| j.state == State::Retrying).await.unwrap();
+
+    let status: Value = reqwest::get(format!("{url}/status")).await.unwrap().json().await.unwrap();
+    let listed = &status["jobs"];
+    assert_eq!(listed["by_state"]["retrying"], 1, "{status}");
+    assert_eq!(listed["active"][0]["job"], job.job.0);
+    assert_eq!(listed["active"][0]["id"], test_id(5).to_string());
+    assert_eq!(listed["endpoints"][0]["endpoint"], dead);
+    assert_eq!(listed["endpoints"][0]["transfers"]["retried"], 1);
+    let error = listed["endpoints"][0]["last_error"].as_str().unwrap();
+    assert!(error.contains("127.0.0.1:1"), "{error}");
+
+    let page = reqwest::get(format!("{url}/")).await.unwrap().text().await.unwrap();
+    for part in [
+        "<td class=\"num\" id=\"jobs-retrying\">1</td>".to_owned(),
+        format!("<a href=\"jobs/{0}\">{0}</a>", job.job.0),
+        format!("<td>{dead}</td>"),
+    ] {
+        assert!(page.contains(&part), "no {part:?} in\n{page}");
+    }
+    // The link leads to the job's detail.
+    let detail: Value =
+        reqwest::get(format!("{url}/jobs/{}", job.job.0)).await.unwrap().json().await.unwrap();
+    assert_eq!(detail["state"], "retrying");
+    jobs.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! `127.0.0.1:0`, behind the testkit's fault layer) and against a local directory.
 
 mod file;
+mod large;
 mod s3;
 
 use std::time::Duration;
