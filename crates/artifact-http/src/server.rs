@@ -28,11 +28,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use config::ServerConfig;
 pub use listen::{serve, serve_router, shutdown_signal};
-#[cfg(feature = "tls")]
-pub use tls::TlsConfig;
 pub use status::{
     EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
 };
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;
 
 use crate::protocol::{
     ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH, STATUS_PAGE_PATH, STATUS_PATH,
