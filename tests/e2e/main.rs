@@ -4,9 +4,12 @@
 //! library crates together, the way a build system or CI runner would.
 
 mod cli;
+mod docs;
 mod jobs;
 mod local;
 mod net;
+mod out;
 mod pack;
 mod store;
 mod support;
+mod transport;

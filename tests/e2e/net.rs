@@ -13,15 +13,15 @@ use artifact_testkit::assert_same_tree;
 use crate::support::{artifact, code, run, stderr};
 
 /// A running `artifact serve`, stopped (SIGKILL) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
     /// Starts `artifact --root <root> serve --listen 127.0.0.1:0 <extra...>` and waits for
     /// the line that names its address.
-    fn start(root: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(root: &Path, extra: &[&str]) -> Server {
         let mut child = artifact(["--root".as_ref(), root.as_os_str()])
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
@@ -57,21 +57,21 @@ impl Drop for Server {
     }
 }
 
-fn cli(root: &Path, args: &[&str]) -> Output {
+pub(crate) fn cli(root: &Path, args: &[&str]) -> Output {
     run(artifact(["--root".as_ref(), root.as_os_str()]).args(args))
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(stdout(out).trim())
         .unwrap_or_else(|err| panic!("{err}: {:?}", stdout(out)))
 }
 
 /// A tree with a nested file, an executable, a symlink and an empty directory.
-fn tree(dir: &Path, text: &str) -> std::path::PathBuf {
+pub(crate) fn tree(dir: &Path, text: &str) -> std::path::PathBuf {
     let src = dir.join(format!("src-{text}"));
     fs::create_dir_all(src.join("bin")).unwrap();
     fs::create_dir_all(src.join("empty")).unwrap();
@@ -82,7 +82,7 @@ fn tree(dir: &Path, text: &str) -> std::path::PathBuf {
     src
 }
 
-fn ok(out: &Output) {
+pub(crate) fn ok(out: &Output) {
     assert_eq!(code(out), 0, "stdout: {}\nstderr: {}", stdout(out), stderr(out));
 }
 
@@ -107,10 +107,10 @@ fn get_downloads_from_a_server_and_places_a_writable_copy() {
     assert_eq!(result["endpoint"], server.url.as_str());
     assert_eq!(result["files"], 2);
     assert_same_tree(&src, &out_dir);
-    // Read-only like the cache's files (they may be hard links to them).
+    // Copies (or reflinks) of their own: writable by the owner, unlike the cache's files.
     let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&out_dir.join("data.txt")), 0o444);
-    assert_eq!(mode(&out_dir.join("bin/tool")), 0o555);
+    assert_eq!(mode(&out_dir.join("data.txt")), 0o644);
+    assert_eq!(mode(&out_dir.join("bin/tool")), 0o755);
     ok(&cli(&local, &["verify", "a1"]));
 
     // Now it is local: no transfer.
@@ -278,4 +278,110 @@ fn get_against_hostile_peers_commits_nothing_late_and_prints_no_escapes() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("500"), "{text}");
     assert!(!text.contains(['\u{1b}', '\0', '\u{7}']), "{text:?}");
+}
+
+#[test]
+fn the_readme_sequence_shares_without_a_confusing_already_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server_root, local, other) =
+        (dir.path().join("server"), dir.path().join("local"), dir.path().join("other"));
+    let src = tree(dir.path(), "r");
+    // As in the README: the server has a cache of its own, so `put` has something to send.
+    let server = Server::start(&server_root, &[]);
+    ok(&cli(&local, &["add", "5eed", src.to_str().unwrap()]));
+    let put = cli(&local, &["put", "5eed", "--to", &server.url]);
+    ok(&put);
+    assert!(stdout(&put).starts_with(&format!("put 5eed to {}", server.url)), "{}", stdout(&put));
+    // Again: the server has it; that is success, said plainly.
+    let again = cli(&local, &["put", "5eed", "--to", &server.url]);
+    ok(&again);
+    assert_eq!(stdout(&again), format!("{} already has 5eed: nothing to send\n", server.url));
+    let out_dir = dir.path().join("out");
+    ok(&cli(&other, &["get", "5eed", "--from", &server.url, "--out", out_dir.to_str().unwrap()]));
+    assert_same_tree(&src, &out_dir);
+}
+
+#[test]
+fn a_url_without_a_scheme_means_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local) = (dir.path().join("remote"), dir.path().join("local"));
+    let src = tree(dir.path(), "s");
+    let server = Server::start(&remote, &[]);
+    let bare = server.url.strip_prefix("http://").unwrap().to_owned();
+    ok(&cli(&local, &["add", "a7", src.to_str().unwrap()]));
+    ok(&cli(&local, &["put", "a7", "--to", &bare]));
+    let other = dir.path().join("other");
+    let got = cli(&other, &["--json", "get", "a7", "--from", &bare]);
+    ok(&got);
+    assert_eq!(json(&got)["endpoint"], server.url.as_str());
+}
+
+#[test]
+fn retries_log_one_short_line_each_and_the_error_chain_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let out = cli(&dir.path().join("local"), &["get", "b2", "--from", &dead, "--timeout", "20"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = stderr(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let warns: Vec<&&str> = lines.iter().filter(|line| line.contains("WARN")).collect();
+    assert_eq!(warns.len(), 3, "one line per attempt (3 rounds): {text}");
+    for line in &warns {
+        assert!(line.contains("cannot connect to") && line.contains("refused"), "{line}");
+        assert!(!line.contains("error sending request"), "no whole chain per attempt: {line}");
+    }
+    let last = lines.last().unwrap();
+    assert!(last.starts_with("artifact: cannot connect to"), "{text}");
+    assert_eq!(text.matches("error sending request").count(), 1, "the chain once: {text}");
+}
+
+/// Runs `artifact --root <root> <args>` on a pseudo-terminal (python3's `pty`), returning what
+/// it wrote there (stdout and stderr together).
+fn on_a_terminal(root: &Path, args: &[&str]) -> String {
+    let script = "import os, pty, sys\n\
+                  out = []\n\
+                  def read(fd):\n    data = os.read(fd, 65536)\n    out.append(data)\n    return data\n\
+                  status = pty.spawn(sys.argv[1:], read)\n\
+                  sys.stdout.buffer.write(b''.join(out))\n\
+                  sys.exit(os.waitstatus_to_exitcode(status))\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(crate::support::artifact_bin())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("ARTIFACT_ROOT")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{text}\n{}", stderr(&out));
+    text
+}
+
+#[test]
+fn put_and_get_show_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, other) =
+        (dir.path().join("remote"), dir.path().join("local"), dir.path().join("other"));
+    let src = tree(dir.path(), "p");
+    let server = Server::start(&remote, &[]);
+    ok(&cli(&local, &["add", "a9", src.to_str().unwrap()]));
+    let shown = on_a_terminal(&local, &["put", "a9", "--to", &server.url]);
+    assert!(
+        shown.contains(&format!("a9 to {}", server.url)),
+        "the bar names the upload: {shown:?}"
+    );
+    assert!(shown.contains("put a9 to"), "{shown:?}");
+    let shown = on_a_terminal(&other, &["get", "a9", "--from", &server.url]);
+    assert!(shown.contains("a9: connecting"), "{shown:?}");
+    // Not on a pipe.
+    let out = cli(&dir.path().join("third"), &["get", "a9", "--from", &server.url]);
+    ok(&out);
+    assert_eq!(stderr(&out), "");
 }

@@ -142,6 +142,7 @@ pub struct DownloaderBuilder {
     endpoints: Vec<String>,
     settings: Settings,
     client: Option<reqwest::Client>,
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Default for DownloaderBuilder {
@@ -167,6 +168,7 @@ impl Default for DownloaderBuilder {
                 throttle: None,
             },
             client: None,
+            ca_cert: None,
         }
     }
 }
@@ -303,12 +305,25 @@ impl DownloaderBuilder {
         self
     }
 
+    /// Trusts the certificate authorities in this PEM file, and only them, for `https://`
+    /// endpoints (feature `tls`), like curl's `--cacert`: for servers with a self-signed
+    /// certificate or one from a private authority. Without it, the system's trusted
+    /// authorities apply. The file is read by [`build`](Self::build); ignored with
+    /// [`client`](Self::client).
+    #[cfg(feature = "tls")]
+    pub fn ca_cert(mut self, pem_file: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_cert = Some(pem_file.into());
+        self
+    }
+
     /// Checks the endpoints and builds the downloader.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidEndpoint`] for an endpoint that is not an `http` URL (or `https`, with
-    /// the `tls` feature), or has a query or fragment; also when there are none.
+    /// the `tls` feature), or has a query or fragment; also when there are none. With the
+    /// `tls` feature, `Error::Tls` for a `ca_cert` file that cannot be read
+    /// or holds no certificate.
     pub fn build(self) -> Result<Downloader, Error> {
         if self.endpoints.is_empty() {
             return Err(Error::InvalidEndpoint {
@@ -328,17 +343,20 @@ impl DownloaderBuilder {
             .collect::<Result<Vec<_>, Error>>()?;
         let http = match self.client {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                .connect_timeout(self.settings.connect_timeout)
-                .tcp_nodelay(true)
-                // The protocol has no redirects: a 3xx is that endpoint's failure.
-                .redirect(reqwest::redirect::Policy::none())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|err| Error::InvalidEndpoint {
-                    url: self.endpoints[0].clone(),
-                    reason: format!("cannot build the HTTP client: {err}"),
-                })?,
+            None => trust(
+                reqwest::Client::builder()
+                    .connect_timeout(self.settings.connect_timeout)
+                    .tcp_nodelay(true)
+                    // The protocol has no redirects: a 3xx is that endpoint's failure.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .pool_idle_timeout(Duration::from_secs(30)),
+                self.ca_cert.as_deref(),
+            )?
+            .build()
+            .map_err(|err| Error::InvalidEndpoint {
+                url: self.endpoints[0].clone(),
+                reason: format!("cannot build the HTTP client: {err}"),
+            })?,
         };
         Ok(Downloader {
             inner: Arc::new(Inner {
@@ -350,6 +368,35 @@ impl DownloaderBuilder {
             }),
         })
     }
+}
+
+/// Makes `builder` trust only the authorities in `ca_cert`, when given.
+fn trust(
+    builder: reqwest::ClientBuilder,
+    ca_cert: Option<&Path>,
+) -> Result<reqwest::ClientBuilder, Error> {
+    let Some(path) = ca_cert else { return Ok(builder) };
+    #[cfg(feature = "tls")]
+    {
+        let bad = |reason: String, source: Option<std::io::Error>| Error::Tls {
+            what: "CA certificate",
+            path: path.to_owned(),
+            reason,
+            source: source.map(Arc::new),
+        };
+        let pem = std::fs::read(path).map_err(|err| bad("cannot read it".into(), Some(err)))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|err| bad(crate::error::error_chain(&err), None))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate in it".into(), None));
+        }
+        Ok(builder.tls_certs_only(certs))
+    }
+    #[cfg(not(feature = "tls"))]
+    Err(Error::InvalidEndpoint {
+        url: path.display().to_string(),
+        reason: "a CA certificate needs the `tls` feature of artifact-http".into(),
+    })
 }
 
 /// The type of [`DownloaderBuilder::throttle`]'s function.

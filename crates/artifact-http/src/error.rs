@@ -186,6 +186,34 @@ pub enum Error {
         #[source]
         source: Arc<tarstream::Error>,
     },
+    /// The server's TLS certificate or key cannot be used (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[error("cannot use the TLS {what} {}: {reason}", path.display())]
+    Tls {
+        /// `certificate` or `key`.
+        what: &'static str,
+        /// The file (`<memory>` for PEM given in memory).
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// The OS error, when the file cannot be read.
+        #[source]
+        source: Option<Arc<io::Error>>,
+    },
+    /// The TLS handshake with an `https://` endpoint failed: most often its certificate is
+    /// not signed by a trusted authority, or is not for that host name. Not retried: the
+    /// same certificate would come again.
+    #[cfg(feature = "client")]
+    #[error(
+        "TLS handshake with {endpoint} failed (is its certificate trusted, and for this host?)"
+    )]
+    TlsHandshake {
+        /// The endpoint.
+        endpoint: String,
+        /// What the HTTP client said (the TLS library's reason is among its sources).
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
     /// A server-side i/o operation failed (accepting connections, for example).
     #[error("server i/o failed: {what}")]
     Io {
@@ -281,7 +309,9 @@ impl Error {
             | Error::Redirect { .. }
             | Error::Protocol { .. } => true,
             #[cfg(feature = "client")]
-            Error::Connect { .. } | Error::Transfer { .. } => true,
+            Error::Connect { .. } | Error::Transfer { .. } | Error::TlsHandshake { .. } => true,
+            #[cfg(feature = "tls")]
+            Error::Tls { .. } => false,
             Error::InvalidEndpoint { .. }
             | Error::Cache { .. }
             | Error::Local { .. }
@@ -316,7 +346,11 @@ impl Error {
             | Error::DigestMismatch { endpoint, .. }
             | Error::Protocol { endpoint, .. } => Some(endpoint),
             #[cfg(feature = "client")]
-            Error::Connect { endpoint, .. } | Error::Transfer { endpoint, .. } => Some(endpoint),
+            Error::Connect { endpoint, .. }
+            | Error::Transfer { endpoint, .. }
+            | Error::TlsHandshake { endpoint, .. } => Some(endpoint),
+            #[cfg(feature = "tls")]
+            Error::Tls { .. } => None,
             Error::Timeout { endpoint, .. } => endpoint.as_deref(),
             Error::NotFound { .. }
             | Error::Cache { .. }
@@ -374,6 +408,22 @@ pub(crate) fn escape_remote(text: &str) -> String {
         }
     }
     out
+}
+
+/// An error and its root cause on one line, `error: root cause`, for the log line of each
+/// failed attempt: short, while the final error carries the whole chain once.
+#[cfg(feature = "client")]
+pub(crate) fn error_brief(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = None;
+    let mut source = err.source();
+    while let Some(err) = source {
+        root = Some(err);
+        source = err.source();
+    }
+    match root {
+        Some(root) => escape_remote(&format!("{err}: {root}")),
+        None => escape_remote(&err.to_string()),
+    }
 }
 
 /// An error and its sources on one line, `error: source: source...`, for logs and for the

@@ -43,7 +43,7 @@
 //!
 //! - Server: [`router`] (mount it in an axum app) and [`serve`] (run it, with limits and
 //!   graceful shutdown on [`shutdown_signal`]; [`serve_router`] for an app of one's own),
-//!   configured by [`ServerConfig`].
+//!   configured by [`ServerConfig`]; HTTPS with `TlsConfig` (feature `tls`).
 //! - Client: [`Downloader`] (built by [`DownloaderBuilder`]): [`download`](Downloader::download),
 //!   [`download_many`](Downloader::download_many), [`upload`](Downloader::upload), with
 //!   [`Progress`] events; the one-shot [`download`] and [`upload`] functions.
@@ -58,7 +58,7 @@
 //! |---|---|---|
 //! | `server` | yes | [`router`], [`serve`], [`ServerConfig`] (axum, hyper) |
 //! | `client` | yes | [`Downloader`], [`download`], [`upload`] (reqwest, plain HTTP) |
-//! | `tls` | no | HTTPS endpoints for the client (rustls; a C crypto build) |
+//! | `tls` | no | HTTPS: `https://` endpoints for the client, `ServerConfig::tls` and `TlsConfig` for the server (rustls with aws-lc-rs; a C crypto build) |
 //! | `zstd` | no | zstd transfer encoding: `Accept-Encoding`/`Content-Encoding: zstd` |
 
 // Every error names its `ArtifactId`, which artifact-cache keeps inline (up to 64 bytes), so
@@ -82,6 +82,8 @@ pub use client::{
     Progress, ProgressEvent, UploadOutcome, Uploaded, download, upload,
 };
 pub use error::{Error, TimeoutKind};
+#[cfg(all(feature = "server", feature = "tls"))]
+pub use server::TlsConfig;
 #[cfg(feature = "server")]
 pub use server::{
     EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,

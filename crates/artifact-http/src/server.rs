@@ -12,6 +12,8 @@ mod reply;
 mod status;
 #[cfg(feature = "store")]
 mod store;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
@@ -29,6 +31,8 @@ pub use listen::{serve, serve_router, shutdown_signal};
 pub use status::{
     EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
 };
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;
 
 use crate::protocol::{
     ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH, STATUS_PAGE_PATH, STATUS_PATH,

@@ -11,7 +11,7 @@ Exit status:
   1  failure (I/O, network, a hostile or corrupt stream, ...)
   2  usage error (a bad flag, a malformed id or size)
   3  not found (the artifact is absent locally, or on every remote asked)
-  4  already exists (add, put)
+  4  already exists (add; put exits 0 when the server already has the artifact)
   5  verification failed (the tree on disk no longer matches its digest)
   6  busy (another writer or reader holds the artifact's lock)";
 
@@ -25,11 +25,23 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+impl Cli {
+    /// Parses the command line; every subcommand's `--help` ends with the exit statuses
+    /// (those of `jobs` are its own). On a bad command line, prints why and exits 2.
+    pub(crate) fn parse_with_exit_codes() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command().mut_subcommands(|sub| {
+            if sub.get_after_help().is_some() { sub } else { sub.after_help(EXIT_CODES) }
+        });
+        Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
+    }
+}
+
 /// Flags every subcommand takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The cache directory [default: $ARTIFACT_ROOT, else the user cache directory's
-    /// `artifact/`, else `./artifact-cache`].
+    /// The cache directory [default: $ARTIFACT_ROOT, else `$XDG_CACHE_HOME/artifact`, else
+    /// `$HOME/.cache/artifact`, else `./artifact-cache`].
     #[arg(long, global = true, value_name = "DIR", env = "ARTIFACT_ROOT")]
     pub(crate) root: Option<PathBuf>,
     /// Print results as JSON (one object per line) for scripts.
@@ -148,6 +160,13 @@ pub(crate) struct ServeArgs {
     /// written to it before they are answered. Checked once at start.
     #[arg(long, value_name = "URL")]
     pub(crate) store: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM: the server's certificate first, then any
+    /// intermediates); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) jobs: ServeJobsArgs,
 }
@@ -209,6 +228,9 @@ pub(crate) struct JobsServer {
     /// A file holding the server's bearer token.
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    /// Trust only the certificate authorities in this PEM file for an `https://` server.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -275,9 +297,18 @@ pub(crate) struct GetArgs {
     /// `file:///DIR`) to fetch from; repeat for failover, tried in order.
     #[arg(long = "from", value_name = "URL", required = true)]
     pub(crate) from: Vec<String>,
-    /// Also place the files in DIR, read-only (reflinks or hard links where possible, else copies).
+    /// Also place the files in DIR (created if absent, refused unless empty; checked before
+    /// downloading): reflinks where the file system can make them, else copies, writable and
+    /// independent of the cache.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
+    /// With --out: hard links to the cache's files instead of copies (fast, no extra space).
+    /// They share the cache's inodes, so they are read-only: a write to one (as root, or
+    /// after a chmod) would change the cached artifact, which `artifact verify` then reports.
+    #[arg(long, requires = "out")]
+    pub(crate) link: bool,
+    #[command(flatten)]
+    pub(crate) transfer: TransferArgs,
     /// Give up after this many seconds in all.
     #[arg(long, value_name = "SECS")]
     pub(crate) timeout: Option<f64>,
@@ -303,6 +334,22 @@ pub(crate) struct PutArgs {
     /// A file holding the bearer token for the server.
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) transfer: TransferArgs,
+}
+
+/// How `get` and `put` talk to servers.
+#[derive(Debug, Args)]
+pub(crate) struct TransferArgs {
+    /// Compress the stream with zstd (get: ask the server to; put: send it compressed). It pays
+    /// on links slower than about 1 Gbit/s with compressible content (sources, text, object
+    /// files); on a fast LAN or with already compressed files it only costs CPU.
+    #[arg(long)]
+    pub(crate) zstd: bool,
+    /// Trust only the certificate authorities in this PEM file for `https://` servers (for a
+    /// self-signed certificate, say) instead of the system's.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -6,5 +6,7 @@ pub(crate) mod local;
 #[cfg(feature = "http")]
 pub(crate) mod net;
 pub(crate) mod pack;
+#[cfg(feature = "http")]
+pub(crate) mod place;
 #[cfg(feature = "store")]
 pub(crate) mod store;

@@ -10,6 +10,9 @@
 //! | `http` | `artifact-http` | server and client (feature `http`) |
 //! | `store` | `artifact-store` | the shared tier in an object store (feature `store`) |
 //! | `jobs` | `artifact-jobs` | transfer jobs: queue, scheduler, `/jobs` API (feature `http`) |
+//!
+//! Features (all on by default): `http`, `zstd` (zstd on the wire), `store`, and `tls` (HTTPS for
+//! the server and the clients: rustls with aws-lc-rs).
 
 pub use artifact_cache as cache;
 #[cfg(feature = "http")]

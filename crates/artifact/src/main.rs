@@ -11,7 +11,6 @@ use std::{
     process::ExitCode,
 };
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
@@ -26,7 +25,7 @@ pub(crate) struct Context {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_exit_codes();
     let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     init_logging(cli.global.log.as_deref(), default_log);
     let ctx = Context {
@@ -80,7 +79,9 @@ fn init_logging(flag: Option<&str>, default: &str) {
         Some(spec) => EnvFilter::try_new(spec).ok(),
         None => EnvFilter::try_from_default_env().ok(),
     }
-    .unwrap_or_else(|| EnvFilter::new(default));
+    // The TLS verifier logs each refused certificate as an error of its own; the refusal is
+    // reported by the command already.
+    .unwrap_or_else(|| EnvFilter::new(format!("{default},rustls_platform_verifier=off")));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

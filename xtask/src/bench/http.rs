@@ -527,7 +527,7 @@ fn report(singles: &[Single], concurrent: &[Concurrent], runs: usize, base: &Pat
     out.push_str(&targets(singles));
     out.push_str(
         "\nWhere the time goes (perf, on the 1 GiB file): everything is CPU-bound on the two cores, which the server and the client share.\n\
-         Beyond what the tar pipe does, both ends hash the content with BLAKE3 (the client to check the tree end to end; the server only because `tarstream::send` always computes the digest, which the server already has), \
+         Beyond what the tar pipe does, the client hashes the content with BLAKE3 to check the tree end to end (the server sends with `tarstream::send_without_digest`, as the digest is in the artifact's metadata), \
          loopback TCP and HTTP framing replace the pipe (nginx + curl pay that too), \
          and each end copies the data once more between tarstream's blocking core and the async body (`bridge.rs` in artifact-http).\n\
          With many small files, creating them dominates and the gap narrows.\n",

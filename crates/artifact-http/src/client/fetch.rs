@@ -25,7 +25,7 @@ use super::{
 use crate::{
     Error, TimeoutKind,
     bridge::{self, PumpEnd},
-    error::{error_chain, escape_remote, receive_error},
+    error::{error_brief, escape_remote, receive_error},
     protocol::{self, DIGEST_HEADER, ENTRIES_HEADER, FILES_HEADER, SIZE_HEADER},
 };
 
@@ -233,7 +233,7 @@ impl Inner {
                     } else {
                         eligible[index] = false;
                     }
-                    warn!(endpoint = %endpoint.base, attempt = attempts, error = %error_chain(&error), "attempt failed");
+                    warn!(endpoint = %endpoint.base, attempt = attempts, error = %error_brief(&error), "attempt failed");
                 }
                 let more = eligible.iter().any(|e| *e);
                 let is_last_of_round = !eligible[index + 1..].iter().any(|e| *e);
@@ -648,11 +648,43 @@ fn decode<'a>(
 /// A `send` failure: connect errors apart from the rest.
 pub(super) fn request_error(id: ArtifactId, endpoint: &Endpoint, err: reqwest::Error) -> Error {
     let endpoint = endpoint.base.to_string();
-    if err.is_connect() {
+    if err.is_connect() && is_tls_failure(&err) {
+        Error::TlsHandshake { endpoint, source: Arc::new(err) }
+    } else if err.is_connect() {
         Error::Connect { endpoint, source: Arc::new(err) }
     } else {
         Error::Transfer { id, endpoint, source: Arc::new(err) }
     }
+}
+
+/// Whether the TLS library refused the connection (an untrusted certificate, say), as opposed
+/// to the network. The reason travels inside an `io::Error` somewhere in the chain; only a TLS
+/// build can tell.
+fn is_tls_failure(err: &reqwest::Error) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        // An `io::Error` hides what it wraps from `source()`: look inside, through any nesting.
+        fn is_tls(mut err: &(dyn std::error::Error + 'static)) -> bool {
+            loop {
+                if err.is::<tokio_rustls::rustls::Error>() {
+                    return true;
+                }
+                match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+                    Some(inner) => err = inner,
+                    None => return false,
+                }
+            }
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(err) = source {
+            if is_tls(err) {
+                return true;
+            }
+            source = err.source();
+        }
+    }
+    let _ = err;
+    false
 }
 
 /// The most of an error body read for its message.

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     Error, TimeoutKind, bridge,
-    error::error_chain,
+    error::error_brief,
     protocol::{self, DIGEST_HEADER, TAR_MEDIA_TYPE},
 };
 
@@ -109,7 +109,7 @@ impl Inner {
                         });
                     }
                     Err(error) => {
-                        warn!(endpoint = %endpoint.base, attempt = attempts, error = %error_chain(&error), "upload attempt failed");
+                        warn!(endpoint = %endpoint.base, attempt = attempts, error = %error_brief(&error), "upload attempt failed");
                         // A server holding another tree under this id will not change its mind.
                         let conflict = matches!(error, Error::DigestMismatch { .. });
                         if error.is_retryable() && !conflict {

@@ -75,6 +75,10 @@ pub struct ServerConfig {
     /// ask at the same time), and a `PUT` answers only once the artifact is in the store too.
     #[cfg(feature = "store")]
     pub store: Option<artifact_store::Store>,
+    /// Speak HTTPS with this certificate (feature `tls`; none by default: plain HTTP).
+    /// [`serve`](crate::serve) and [`serve_router`](crate::serve_router) only.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +100,8 @@ impl Default for ServerConfig {
             zstd_max_window_log: 23,
             #[cfg(feature = "store")]
             store: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -119,6 +125,8 @@ impl fmt::Debug for ServerConfig {
             .field("zstd_max_window_log", &self.zstd_max_window_log);
         #[cfg(feature = "store")]
         f.field("store", &self.store.as_ref().map(artifact_store::Store::url));
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls.is_some());
         f.finish()
     }
 }
@@ -212,6 +220,13 @@ impl ServerConfig {
     #[cfg(feature = "store")]
     pub fn store(mut self, store: Option<artifact_store::Store>) -> Self {
         self.store = store;
+        self
+    }
+
+    /// Sets [`tls`](Self::tls).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: Option<crate::TlsConfig>) -> Self {
+        self.tls = tls;
         self
     }
 

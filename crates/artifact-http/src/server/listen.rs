@@ -1,5 +1,5 @@
-//! [`serve`]: the accept loop (HTTP/1.1 with hyper, header read timeout, connection limit) and
-//! graceful shutdown; [`shutdown_signal`].
+//! [`serve`]: the accept loop (HTTP/1.1 with hyper, over TLS with the `tls` feature, header
+//! read timeout, connection limit) and graceful shutdown; [`shutdown_signal`].
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -69,7 +69,7 @@ pub async fn serve(
 /// Like [`serve`], for any axum [`Router`]: an application that mounts [`router`] among its
 /// own routes (or wraps it in its own layers) gets the same accept loop, header read timeout,
 /// connection limit and graceful shutdown. Of `config`, only `header_read_timeout`,
-/// `max_connections` and `shutdown_grace` apply here.
+/// `max_connections`, `max_connections_per_peer`, `shutdown_grace` and `tls` apply here.
 ///
 /// ```no_run
 /// use artifact_cache::Cache;
@@ -133,6 +133,27 @@ pub async fn serve_router(
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             app.clone().oneshot(request)
         });
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &config.tls {
+            // The handshake runs on the connection's task, so a slow one holds up no other
+            // client; it gets the header read timeout, like a client slow to send headers.
+            let (tls, http, watcher) = (tls.clone(), http.clone(), graceful.watcher());
+            let handshake_timeout = config.header_read_timeout;
+            tasks.spawn(async move {
+                match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        if let Err(err) = watcher.watch(connection).await {
+                            debug!(%peer, error = %err, "connection closed with an error");
+                        }
+                    }
+                    Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                }
+                drop((permit, peer_permit));
+            });
+            continue;
+        }
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tasks.spawn(async move {
             if let Err(err) = connection.await {

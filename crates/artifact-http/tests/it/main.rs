@@ -13,5 +13,7 @@ mod ranges;
 mod server;
 mod status;
 mod support;
+#[cfg(feature = "tls")]
+mod tls;
 mod transfer;
 mod upload;

@@ -97,6 +97,26 @@ pub(crate) fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
     })
 }
 
+/// An HTTP client that trusts only the certificate authorities in the PEM file `pem`.
+fn trusting(pem: &std::path::Path) -> anyhow::Result<reqwest::Client> {
+    #[cfg(feature = "tls")]
+    {
+        let text = std::fs::read(pem)
+            .with_context(|| format!("reading the CA certificate {}", pem.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&text)
+            .map_err(|err| fail(Exit::Usage, anyhow::Error::new(err)))?;
+        if certs.is_empty() {
+            return Err(fail(Exit::Usage, anyhow!("no certificate in {}", pem.display())));
+        }
+        reqwest::Client::builder().tls_certs_only(certs).build().context("building the HTTP client")
+    }
+    #[cfg(not(feature = "tls"))]
+    Err(fail(
+        Exit::Usage,
+        anyhow!("this build of artifact has no TLS (feature `tls`) for {}", pem.display()),
+    ))
+}
+
 /// A client of one server's `/jobs`.
 struct Client {
     http: reqwest::Client,
@@ -107,11 +127,15 @@ struct Client {
 impl Client {
     fn new(server: &JobsServer) -> anyhow::Result<Client> {
         let token = server.token_file.as_deref().map(crate::cmd::net::read_token).transpose()?;
-        let base = server.server.trim_end_matches('/').to_owned();
+        let base = crate::cmd::net::with_scheme(server.server.trim_end_matches('/'));
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(fail(Exit::Usage, anyhow!("--server {base:?}: expected an http:// URL")));
         }
-        Ok(Client { http: reqwest::Client::new(), base, token })
+        let http = match &server.ca_cert {
+            Some(pem) => trusting(pem)?,
+            None => reqwest::Client::new(),
+        };
+        Ok(Client { http, base, token })
     }
 
     fn url(&self, path: &str) -> String {

@@ -7,22 +7,23 @@
 use std::{
     fs,
     io::{self, IsTerminal, Write},
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
+    path::Path,
     time::Duration,
 };
 
 use anyhow::{Context as _, anyhow};
 use artifact_cache::{ArtifactId, Cache, Options};
-use artifact_http::{Downloader, Error, Progress, ProgressEvent, ServerConfig, UploadOutcome};
+use artifact_http::{
+    Downloader, DownloaderBuilder, Error, Progress, ProgressEvent, ServerConfig, UploadOutcome,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     Context,
-    cli::{GetArgs, PutArgs, ServeArgs},
+    cli::{GetArgs, PutArgs, ServeArgs, TransferArgs},
     cmd::{
         local::{count, exit_for, open, parse_id},
-        pack::{clean, prepare_dest},
+        place::{Placement, check_out, place},
     },
     exit::{Exit, fail},
     size::{human, parse_size},
@@ -53,6 +54,10 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         .max_connections_per_peer(args.max_connections_per_peer)
         .token(token)
         .token_for_reads(args.token_for_reads);
+    let (config, scheme) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (with_tls(config, cert, key)?, "https"),
+        _ => (config, "http"),
+    };
     let jobs_config = crate::cmd::jobs::serve_config(&args.jobs, &config)?;
     #[cfg(feature = "store")]
     let store = args.store.as_deref().map(crate::cmd::store::open_store).transpose()?;
@@ -84,7 +89,7 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             .context("starting the transfer jobs")?;
         let root = fs::canonicalize(cache.root()).unwrap_or_else(|_| cache.root().to_owned());
         let root = root.display().to_string();
-        let url = format!("http://{addr}");
+        let url = format!("{scheme}://{addr}");
         // One line on stdout, flushed, so that scripts (and tests) can wait for it.
         let mut out = io::stdout().lock();
         if ctx.json {
@@ -109,7 +114,11 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
+pub(crate) fn get(ctx: &Context, mut args: GetArgs) -> anyhow::Result<()> {
+    args.from = args.from.iter().map(|url| with_scheme(url)).collect();
+    if let Some(out) = &args.out {
+        check_out(out)?;
+    }
     #[cfg(feature = "store")]
     if args.from.iter().any(|url| crate::cmd::store::is_store_url(url)) {
         return crate::cmd::store::get(ctx, args);
@@ -136,7 +145,7 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let cache = open(ctx)?;
     let bar = (!ctx.json && io::stderr().is_terminal()).then(|| progress_bar(&id));
-    let mut builder = Downloader::builder()
+    let mut builder = client(&args.transfer)?
         .endpoints(&args.from)
         .timeout(timeout)
         .low_speed_limit(speed_limit, speed_time)
@@ -152,7 +161,7 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     }
     let downloaded = downloaded.map_err(net_failure)?;
     if let Some(out) = &args.out {
-        place(downloaded.path(), out)?;
+        place(downloaded.path(), out, placement(&args))?;
     }
     let meta = downloaded.metadata();
     if ctx.json {
@@ -189,7 +198,8 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
+pub(crate) fn put(ctx: &Context, mut args: PutArgs) -> anyhow::Result<()> {
+    args.to = with_scheme(&args.to);
     #[cfg(feature = "store")]
     if crate::cmd::store::is_store_url(&args.to) {
         return crate::cmd::store::put(ctx, args);
@@ -197,10 +207,28 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
     let id = parse_id(&args.id)?;
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let cache = open(ctx)?;
-    let downloader =
-        Downloader::builder().endpoint(&args.to).token(token).build().map_err(net_failure)?;
-    let uploaded =
-        client_runtime()?.block_on(downloader.upload(&cache, &id)).map_err(net_failure)?;
+    let terminal = !ctx.json && io::stderr().is_terminal();
+    // The bar needs the tree's size, known once the URL has been checked and the cache read.
+    let shown = std::sync::Arc::new(std::sync::OnceLock::<ProgressBar>::new());
+    let mut builder = client(&args.transfer)?.endpoint(&args.to).token(token);
+    if terminal {
+        let shown = shown.clone();
+        builder = builder.progress(move |p| {
+            if let Some(bar) = shown.get() {
+                show(bar, p);
+            }
+        });
+    }
+    let downloader = builder.build().map_err(net_failure)?;
+    let size = cache.get(&id).map_err(crate::cmd::local::cache_failure)?.metadata().size;
+    let bar = terminal.then(|| {
+        shown.get_or_init(|| upload_bar(&id, &args.to, (!args.transfer.zstd).then_some(size)))
+    });
+    let uploaded = client_runtime()?.block_on(downloader.upload(&cache, &id));
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let uploaded = uploaded.map_err(net_failure)?;
     if ctx.json {
         let result = serde_json::json!({
             "id": id,
@@ -216,7 +244,7 @@ pub(crate) fn put(ctx: &Context, args: PutArgs) -> anyhow::Result<()> {
             UploadOutcome::Created => {
                 println!("put {id} to {}: {}", uploaded.endpoint, human(uploaded.bytes));
             }
-            _ => println!("{} already has {id}", uploaded.endpoint),
+            _ => println!("{} already has {id}: nothing to send", uploaded.endpoint),
         }
     }
     Ok(())
@@ -248,6 +276,8 @@ pub(crate) fn read_token(path: &Path) -> anyhow::Result<String> {
 fn net_failure(err: Error) -> anyhow::Error {
     let exit = match &err {
         Error::InvalidEndpoint { .. } => Exit::Usage,
+        #[cfg(feature = "tls")]
+        Error::Tls { .. } => Exit::Usage,
         Error::NotFound { .. } => Exit::NotFound,
         Error::DigestMismatch { .. } => Exit::Corrupt,
         Error::Cache { source, .. } => exit_for(source),
@@ -259,6 +289,26 @@ fn net_failure(err: Error) -> anyhow::Error {
 
 fn progress_bar(id: &ArtifactId) -> ProgressBar {
     let bar = ProgressBar::new_spinner().with_message(format!("{id}: connecting"));
+    // Drawn at once, so even a quick download shows what it was doing.
+    bar.tick();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// The bar of `put`: bytes sent against the tree's size (without zstd, where the stream is a
+/// little longer than the tree, so it ends near full), else a spinner with the bytes sent.
+fn upload_bar(id: &ArtifactId, to: &str, size: Option<u64>) -> ProgressBar {
+    let (bar, template) = match size {
+        Some(size) => (
+            ProgressBar::new(size),
+            "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ),
+        None => (ProgressBar::new_spinner(), "{spinner} {msg} {bytes} {bytes_per_sec}"),
+    };
+    let style = ProgressStyle::with_template(template).expect("a valid template");
+    let bar = bar.with_style(style).with_message(format!("{id} to {to}"));
+    // Drawn at once, so even a quick upload shows what it was doing.
+    bar.tick();
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
@@ -282,63 +332,65 @@ fn show(bar: &ProgressBar, p: &Progress) {
             bar.set_message(format!("{} from {} (attempt {})", p.id, p.endpoint, p.attempt));
         }
         ProgressEvent::Received => bar.set_position(p.bytes),
-        ProgressEvent::Failed { error, retry_in } => {
-            let next = retry_in.map(|d| format!("; retrying in {d:.1?}")).unwrap_or_default();
-            bar.println(format!("{}: {error}{next}", p.endpoint));
+        // The log has a line for each failed attempt: the bar only says what comes next.
+        ProgressEvent::Failed { retry_in: Some(pause), .. } => {
+            bar.set_message(format!(
+                "{}: attempt {} failed; retrying in {pause:.1?}",
+                p.id, p.attempt
+            ));
         }
         _ => {}
     }
 }
 
-/// Places a copy of the artifact's tree at `out` (created if absent, refused unless empty).
-/// Each file is a reflink where the filesystem can make one, else a hard link to the cache's
-/// file, else a copy; all are read-only (0444, or 0555 for executables) like the cache's own,
-/// since a hard link shares the file with the cache (`artifact verify` tells if one was
-/// changed anyway). On failure, what was placed is removed.
-pub(crate) fn place(tree: &Path, out: &Path) -> anyhow::Result<()> {
-    let created = prepare_dest(out, "get --out")?;
-    copy_tree(tree, out).map_err(|err| {
-        if let Err(cleanup) = clean(out, created) {
-            tracing::warn!(path = %out.display(), error = %cleanup, "could not clean up");
-        }
-        err.context(format!("placing a copy in {}", out.display()))
-    })
+/// A URL given without a scheme (`host:port`) means `http://host:port`.
+pub(crate) fn with_scheme(url: &str) -> String {
+    if url.contains("://") { url.to_owned() } else { format!("http://{url}") }
 }
 
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let mut stack: Vec<(PathBuf, PathBuf)> = vec![(from.to_owned(), to.to_owned())];
-    while let Some((from, to)) = stack.pop() {
-        for entry in fs::read_dir(&from).with_context(|| format!("reading {}", from.display()))? {
-            let entry = entry?;
-            let (source, dest) = (entry.path(), to.join(entry.file_name()));
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                fs::create_dir(&dest).with_context(|| format!("creating {}", dest.display()))?;
-                stack.push((source, dest));
-            } else if kind.is_symlink() {
-                // Inside the tree, relative: the cache checked it when the artifact arrived.
-                let target = fs::read_link(&source)?;
-                std::os::unix::fs::symlink(&target, &dest)
-                    .with_context(|| format!("creating {}", dest.display()))?;
-            } else {
-                place_file(&source, &dest)
-                    .with_context(|| format!("placing {}", dest.display()))?;
-            }
-        }
-    }
-    Ok(())
+/// The `--out` placement `get` was asked for.
+pub(crate) fn placement(args: &GetArgs) -> Placement {
+    if args.link { Placement::Link } else { Placement::Copy }
 }
 
-/// Reflink, else hard link, else copy `source` to `dest`, read-only.
-fn place_file(source: &Path, dest: &Path) -> io::Result<()> {
-    if reflink_copy::reflink(source, dest).is_err() {
-        // A reflink attempt can leave an empty file behind.
-        let _ = fs::remove_file(dest);
-        if fs::hard_link(source, dest).is_ok() {
-            return Ok(());
-        }
-        fs::copy(source, dest)?;
+/// A downloader builder with the transfer flags of `get` and `put` applied.
+pub(crate) fn client(args: &TransferArgs) -> anyhow::Result<DownloaderBuilder> {
+    let builder = Downloader::builder();
+    #[cfg(feature = "zstd")]
+    let builder = builder.zstd(args.zstd);
+    #[cfg(not(feature = "zstd"))]
+    if args.zstd {
+        return Err(fail(
+            Exit::Usage,
+            anyhow!("this build of artifact has no zstd (feature `zstd`)"),
+        ));
     }
-    let exec = fs::metadata(source)?.permissions().mode() & 0o111 != 0;
-    fs::set_permissions(dest, fs::Permissions::from_mode(if exec { 0o555 } else { 0o444 }))
+    #[cfg(feature = "tls")]
+    let builder = match &args.ca_cert {
+        Some(pem) => builder.ca_cert(pem),
+        None => builder,
+    };
+    #[cfg(not(feature = "tls"))]
+    if args.ca_cert.is_some() {
+        return Err(fail(
+            Exit::Usage,
+            anyhow!("this build of artifact has no TLS (feature `tls`)"),
+        ));
+    }
+    Ok(builder)
+}
+
+/// `config` serving HTTPS with the certificate and key of `serve --tls-cert/--tls-key`.
+fn with_tls(config: ServerConfig, cert: &Path, key: &Path) -> anyhow::Result<ServerConfig> {
+    #[cfg(feature = "tls")]
+    {
+        let tls = artifact_http::TlsConfig::from_pem_files(cert, key)
+            .map_err(|err| fail(Exit::Usage, err))?;
+        Ok(config.tls(Some(tls)))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (config, cert, key);
+        Err(fail(Exit::Usage, anyhow!("this build of artifact has no TLS (feature `tls`)")))
+    }
 }

@@ -5,7 +5,6 @@ use std::{io::Write, time::Instant};
 
 use anyhow::anyhow;
 use artifact_cache::ArtifactId;
-use artifact_http::Downloader;
 use artifact_store::{Error, Store, UploadOutcome};
 
 use crate::{
@@ -64,7 +63,7 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
             let peers = rest.iter().take_while(|url| !is_store_url(url)).count();
             let (group, tail) = rest.split_at(peers);
             rest = tail;
-            let downloader = Downloader::builder()
+            let downloader = crate::cmd::net::client(&args.transfer)?
                 .endpoints(group)
                 .build()
                 .map_err(|err| fail(Exit::Usage, err))?;
@@ -85,7 +84,8 @@ pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
             Ok(meta) => {
                 if let Some(out) = &args.out {
                     let reader = cache.get(&id).map_err(crate::cmd::local::cache_failure)?;
-                    crate::cmd::net::place(reader.path(), out)?;
+                    let how = crate::cmd::net::placement(&args);
+                    crate::cmd::place::place(reader.path(), out, how)?;
                 }
                 let secs = started.elapsed().as_secs_f64();
                 if ctx.json {
