@@ -214,10 +214,13 @@ fn ranged(root: &Path, s3: &S3, url: &str, bytes: u64, dst: &Path) -> anyhow::Re
         let (start, end) = (n * step, ((n + 1) * step).min(bytes) - 1);
         let part = root.join(format!("part{n}"));
         let curl = s3.curl(&["-r", &format!("{start}-{end}"), "-o", path(&part), url]);
-        script.push_str(&format!("{} &\n", shell_words(&curl)));
+        script.push_str(&format!("{} &\np{n}=$!\n", shell_words(&curl)));
         parts.push(path(&part).to_owned());
     }
-    script.push_str("for job in $(jobs -p); do wait \"$job\"; done\n");
+    // Each wait on its own, so that `set -e` stops at a failed range.
+    for n in 0..RANGES {
+        script.push_str(&format!("wait \"$p{n}\"\n"));
+    }
     script.push_str(&format!("cat {} | tar -xf - -C {}\n", parts.join(" "), path(dst)));
     script.push_str(&format!("rm -f {}\n", parts.join(" ")));
     let rss = root.join("rss-ranges");
