@@ -8,5 +8,6 @@ mod jobs;
 mod local;
 mod net;
 mod pack;
+mod seed;
 mod store;
 mod support;
