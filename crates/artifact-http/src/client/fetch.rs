@@ -178,7 +178,8 @@ impl Inner {
                 }
                 attempts += 1;
                 let resume = (!whole_only).then(|| (eligible.clone(), budget - attempts));
-                let attempt = self.attempt(cache, id, index, writer, attempts, gate, resume).await;
+                let attempt =
+                    self.attempt(cache, id, index, writer, attempts, gate, resume, refetched).await;
                 let (error, outcome) = match attempt {
                     Attempt::Done(reader, outcome) => {
                         attempts += outcome.trail.requests.saturating_sub(1);
@@ -300,6 +301,8 @@ impl Inner {
                 bytes,
                 total,
                 tree_bytes,
+                source_bytes: 0,
+                refetched: 0,
                 event,
             });
         }
@@ -318,6 +321,7 @@ impl Inner {
         attempt: u32,
         gate: &Arc<Gate>,
         resume: Option<(Vec<bool>, u32)>,
+        refetched_before: u64,
     ) -> Attempt {
         let endpoint = &self.endpoints[index];
         let mut outcome = Outcome::default();
@@ -436,16 +440,23 @@ impl Inner {
         let body = body.inspect(|chunk| {
             if let Ok(chunk) = chunk {
                 received += chunk.len() as u64;
-                let last = wire_for_progress.trail().last;
-                self.report(
+                let Some(callback) = &self.settings.progress else { return };
+                let (last, source_bytes, refetched) = {
+                    let trail = wire_for_progress.trail();
+                    let served = trail.served.iter().find(|(e, _)| *e == trail.last);
+                    (trail.last, served.map_or(0, |(_, b)| *b), trail.refetched)
+                };
+                callback(&Progress {
                     id,
-                    &self.endpoints[last],
+                    endpoint: self.endpoints[last].base.clone(),
                     attempt,
-                    received,
+                    bytes: received,
                     total,
                     tree_bytes,
-                    ProgressEvent::Received,
-                );
+                    source_bytes,
+                    refetched: refetched_before + refetched,
+                    event: ProgressEvent::Received,
+                });
             }
         });
         let throttle = self.settings.throttle.clone();

@@ -227,6 +227,8 @@ impl Inner {
                         total: None,
                         tree_bytes: None,
                         event: ProgressEvent::Received,
+                        source_bytes: 0,
+                        refetched: 0,
                     });
                 }
             }

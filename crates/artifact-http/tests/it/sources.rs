@@ -1,8 +1,13 @@
 //! Many-source downloads: disjoint ranges from several servers at once, one of them dying
 //! midway or serving corrupt bytes, and the stream still committed whole and verified.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use artifact_http::ProgressEvent;
 use artifact_testkit::{
     assert_same_tree,
     cache::TempCache,
@@ -25,7 +30,17 @@ fn three_sources_share_the_stream_and_one_dying_midway_is_covered_by_the_others(
             TestServer::start(remote.cache().clone()).await,
         ];
         let urls: Vec<&str> = servers.iter().map(TestServer::url).collect();
+        // What the progress events said last, per endpoint, and the bytes re-fetched.
+        let seen = Arc::new(Mutex::new((HashMap::<String, u64>::new(), 0u64)));
+        let events = seen.clone();
         let downloader = fast(urls.clone())
+            .progress(move |p| {
+                if let ProgressEvent::Received = p.event {
+                    let mut seen = events.lock().unwrap();
+                    seen.0.insert(p.endpoint.to_string(), p.source_bytes);
+                    seen.1 = p.refetched;
+                }
+            })
             .sources(3)
             .multi_source_threshold(CHUNK)
             .chunk_size(CHUNK)
@@ -40,6 +55,12 @@ fn three_sources_share_the_stream_and_one_dying_midway_is_covered_by_the_others(
         assert_eq!(served, len, "the sources' bytes add up to the stream");
         assert!(downloaded.sources().len() >= 2, "{:?}", downloaded.sources());
 
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.0.values().sum::<u64>(), len, "progress tells the bytes per source");
+        }
+        seen.lock().unwrap().0.clear();
+
         // The second dies after two chunks: its ranges go to the others.
         servers[1].faults().times(Fault::Delay(Duration::ZERO), 2);
         servers[1].faults().always(Fault::CutAfter(CHUNK / 2));
@@ -51,6 +72,9 @@ fn three_sources_share_the_stream_and_one_dying_midway_is_covered_by_the_others(
         let from_dead = downloaded.sources().iter().find(|(url, _)| &**url == urls[1]);
         assert!(from_dead.is_none_or(|(_, bytes)| *bytes <= 2 * CHUNK), "{from_dead:?}");
         assert!(downloaded.refetched_bytes() >= CHUNK / 2, "its half chunk was fetched again");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.0.values().sum::<u64>(), len);
+        assert_eq!(seen.1, downloaded.refetched_bytes(), "progress tells the bytes re-fetched");
     });
 }
 
