@@ -30,7 +30,7 @@ fn example() -> Result<(), Box<dyn std::error::Error>> {
         .map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from);
     let root = tempfile::tempdir_in(&base)?;
     let remote = Cache::open(root.path().join("remote"))?;
-    let id: ArtifactId = "b16".parse()?;
+    let id: ArtifactId = "b1a5".parse()?;
     let writer = remote.create(&id)?;
     let mut rng = fastrand::Rng::with_seed(1);
     let mut block = vec![0u8; 1 << 20];

@@ -5,7 +5,7 @@
 //! ```
 //! use artifact_testkit::seed::SeedServer;
 //!
-//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let server = SeedServer::start().await;
 //! server.insert("a1", b"not even a tar stream".to_vec());
