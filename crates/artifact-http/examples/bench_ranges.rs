@@ -3,7 +3,8 @@
 //! 1024) served by artifact-testkit's `TestServer`s over loopback and downloaded with a
 //! `Downloader` into fresh caches under `ARTIFACT_BENCH_DIR` (default `/dev/shm`):
 //!
-//! - uncut, then cut once at 50% and at 90% of the stream (resumed with a range request);
+//! - once to warm up (the first read builds the entry index), then uncut, then cut once at
+//!   50% and at 90% of the stream (resumed with a range request);
 //! - from 1, 2 and 3 sources, each sending at most `ARTIFACT_BENCH_RANGES_RATE` MiB/s
 //!   (default 64) through the fault layer.
 //!
@@ -74,6 +75,8 @@ fn example() -> Result<(), Box<dyn std::error::Error>> {
             std::fs::remove_dir_all(root.path().join(format!("local-{case}")))?;
             Ok::<(), Box<dyn std::error::Error>>(())
         };
+        // The first read of the artifact builds its entry index and warms the page cache.
+        fetch("warm-up", 1, 1).await?;
         fetch("uncut", 1, 1).await?;
         servers[0].faults().once(Fault::CutAfter(len / 2));
         fetch("cut at 50%", 1, 1).await?;

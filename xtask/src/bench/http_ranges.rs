@@ -63,14 +63,14 @@ fn report(cases: &[Case], mib: &str, rate: &str, base: &Path) -> String {
     let mut out = String::new();
     out.push_str("### Resumed and many-source downloads\n\n");
     out.push_str(&format!(
-        "Measured by `cargo xtask bench http` (`ARTIFACT_BENCH_ONLY=ranges` runs only this part) on {}: one artifact of {mib} MiB of random data, served by artifact-testkit's `TestServer` (the real router behind the fault layer) and fetched by a `Downloader` into a fresh cache in `{}`, all in one process over 127.0.0.1; one run each.\n\n",
+        "Measured by `cargo xtask bench http` (`ARTIFACT_BENCH_ONLY=ranges` runs only this part) on {}: one artifact of {mib} MiB of random data, served by artifact-testkit's `TestServer` (the real router behind the fault layer) and fetched by a `Downloader` into a fresh cache in `{}`, all in one process over 127.0.0.1; one run each, after one to warm up.\n\n",
         machine(),
         base.display(),
     ));
     out.push_str("| case | time | bytes sent by the servers | sent / stream | time / uncut |\n");
     out.push_str("|---|---:|---:|---:|---:|\n");
     let uncut = find("uncut").map_or(f64::NAN, |c| c.secs);
-    for case in cases.iter().filter(|c| !c.name.contains("source")) {
+    for case in cases.iter().filter(|c| !c.name.contains("source") && c.name != "warm-up") {
         out.push_str(&format!(
             "| {} | {:.2} s | {} | {:.3} | {:.2} |\n",
             case.name,
