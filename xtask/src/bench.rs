@@ -15,6 +15,7 @@ use crate::project_root;
 
 mod cache;
 mod http;
+mod http_ranges;
 mod jobs;
 mod store;
 mod tarstream;

@@ -1,9 +1,13 @@
 //! The client: [`Downloader`] and its [`DownloaderBuilder`], [`Downloaded`], and the one-shot
 //! [`download`] and [`upload`].
 
+mod answer;
+mod commit;
 mod fetch;
 mod flight;
 mod progress;
+mod resume;
+mod sources;
 mod upload;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -12,6 +16,7 @@ use artifact_cache::{ArtifactId, Cache, Metadata, ReadGuard};
 use tokio::sync::Semaphore;
 
 pub use progress::{Progress, ProgressEvent};
+pub use sources::{DEFAULT_CHUNK, DEFAULT_MULTI_SOURCE_THRESHOLD};
 pub use upload::{UploadOutcome, Uploaded};
 
 use crate::Error;
@@ -108,6 +113,10 @@ struct Settings {
     zstd: bool,
     progress: Option<Callback>,
     throttle: Option<Throttle>,
+    require_digest: bool,
+    sources: usize,
+    multi_source_threshold: u64,
+    chunk: u64,
 }
 
 impl std::fmt::Debug for Downloader {
@@ -166,6 +175,10 @@ impl Default for DownloaderBuilder {
                 zstd: false,
                 progress: None,
                 throttle: None,
+                require_digest: true,
+                sources: 4,
+                multi_source_threshold: DEFAULT_MULTI_SOURCE_THRESHOLD,
+                chunk: DEFAULT_CHUNK,
             },
             client: None,
             ca_cert: None,
@@ -293,6 +306,59 @@ impl DownloaderBuilder {
         throttle: impl Fn(u64) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync + 'static,
     ) -> Self {
         self.settings.throttle = Some(Arc::new(throttle));
+        self
+    }
+
+    /// Whether an answer must announce its tree digest (`X-Artifact-Digest`) to be accepted
+    /// (default true). With `false`, a bare tar stream (the original seed server's answer) is
+    /// accepted when it is valid and complete, and committed with the digest computed on
+    /// receipt ([`Downloaded::verified`] is then false); a 400 whose message says "not found"
+    /// then counts as a miss on that endpoint, like a 404.
+    ///
+    /// ```
+    /// let downloader = artifact_http::Downloader::builder()
+    ///     .endpoint("http://seed:8080")
+    ///     .require_digest(false)
+    ///     .build()?;
+    /// # Ok::<(), artifact_http::Error>(())
+    /// ```
+    pub fn require_digest(mut self, required: bool) -> Self {
+        self.settings.require_digest = required;
+        self
+    }
+
+    /// The most endpoints one download reads from at once (default 4; 1 turns many-source
+    /// downloads off). When the first answer announces a stream of at least
+    /// [`multi_source_threshold`](Self::multi_source_threshold) bytes and at least two
+    /// endpoints may serve it, the stream is fetched as disjoint ranges (chunks of
+    /// [`DEFAULT_CHUNK`] bytes) from up to this many endpoints at once, each taking the next
+    /// chunk when it is done with one (the faster take more), through a reorder buffer of a
+    /// few chunks; an endpoint that fails hands its chunk to the others.
+    ///
+    /// ```
+    /// let downloader = artifact_http::Downloader::builder()
+    ///     .endpoints(["http://a:8417", "http://b:8417", "http://c:8417"])
+    ///     .sources(3)
+    ///     .multi_source_threshold(256 << 20)
+    ///     .build()?;
+    /// # Ok::<(), artifact_http::Error>(())
+    /// ```
+    pub fn sources(mut self, sources: usize) -> Self {
+        self.settings.sources = sources.max(1);
+        self
+    }
+
+    /// The smallest stream fetched from many sources at once (default
+    /// [`DEFAULT_MULTI_SOURCE_THRESHOLD`], 64 MiB).
+    pub fn multi_source_threshold(mut self, bytes: u64) -> Self {
+        self.settings.multi_source_threshold = bytes;
+        self
+    }
+
+    /// The size of the ranges a many-source download asks for (default [`DEFAULT_CHUNK`],
+    /// 8 MiB; at least 64 KiB).
+    pub fn chunk_size(mut self, bytes: u64) -> Self {
+        self.settings.chunk = bytes.max(64 << 10);
         self
     }
 
@@ -478,6 +544,10 @@ struct Fetched {
     attempts: u32,
     stream_bytes: u64,
     elapsed: Duration,
+    sources: Vec<(Arc<str>, u64)>,
+    refetched: u64,
+    resumes: u32,
+    verified: bool,
 }
 
 impl Downloaded {
@@ -517,9 +587,35 @@ impl Downloaded {
         self.fetched.as_ref().map_or(0, |f| f.attempts)
     }
 
-    /// Body bytes received by the successful attempt (compressed, with zstd).
+    /// Body bytes received by the successful attempt (compressed, with zstd), over all the
+    /// answers it was spliced from.
     pub fn stream_bytes(&self) -> u64 {
         self.fetched.as_ref().map_or(0, |f| f.stream_bytes)
+    }
+
+    /// The body bytes of the successful attempt each endpoint served, in the order first
+    /// used: one endpoint, unless a cut was resumed elsewhere or the stream came from many
+    /// sources.
+    pub fn sources(&self) -> &[(Arc<str>, u64)] {
+        self.fetched.as_ref().map_or(&[], |f| &f.sources)
+    }
+
+    /// Body bytes received and then not used: those of failed attempts, and of chunks a
+    /// many-source download had to fetch again.
+    pub fn refetched_bytes(&self) -> u64 {
+        self.fetched.as_ref().map_or(0, |f| f.refetched)
+    }
+
+    /// How many times a body cut short was continued with a range request.
+    pub fn resumes(&self) -> u32 {
+        self.fetched.as_ref().map_or(0, |f| f.resumes)
+    }
+
+    /// False when the artifact was accepted without a digest announced by its server
+    /// ([`DownloaderBuilder::require_digest`]`(false)`): it was committed with the digest
+    /// computed on receipt. True otherwise (and when the cache already had it).
+    pub fn verified(&self) -> bool {
+        self.fetched.as_ref().is_none_or(|f| f.verified)
     }
 
     /// How long the transfer took, retries included.

@@ -359,6 +359,25 @@ impl Error {
         }
     }
 
+    /// Whether the bytes received failed a check (the digest, a header's checksum, a rule of
+    /// the stream) rather than stopping short.
+    #[cfg(feature = "client")]
+    pub(crate) fn is_check_failure(&self) -> bool {
+        match self {
+            Error::DigestMismatch { .. } | Error::Unwritable { .. } => true,
+            Error::Stream { source, .. } => !(source.is_truncated() || source.is_io()),
+            _ => false,
+        }
+    }
+
+    /// Whether this is how a server without the protocol's headers (the original seed
+    /// server) says it lacks the artifact: a 400 whose message says "not found".
+    #[cfg(feature = "client")]
+    pub(crate) fn is_seed_miss(&self) -> bool {
+        matches!(self, Error::Status { status: 400, message, .. }
+            if message.to_ascii_lowercase().contains("not found"))
+    }
+
     /// Whether this is a 404 from one endpoint (the failover loop moves on without retrying).
     #[cfg(feature = "client")]
     pub(crate) fn is_absent_here(&self) -> bool {

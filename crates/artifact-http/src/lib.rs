@@ -78,8 +78,9 @@ mod server;
 
 #[cfg(feature = "client")]
 pub use client::{
-    DEFAULT_LOW_SPEED, DEFAULT_LOW_SPEED_WINDOW, Downloaded, Downloader, DownloaderBuilder,
-    Progress, ProgressEvent, UploadOutcome, Uploaded, download, upload,
+    DEFAULT_CHUNK, DEFAULT_LOW_SPEED, DEFAULT_LOW_SPEED_WINDOW, DEFAULT_MULTI_SOURCE_THRESHOLD,
+    Downloaded, Downloader, DownloaderBuilder, Progress, ProgressEvent, UploadOutcome, Uploaded,
+    download, upload,
 };
 pub use error::{Error, TimeoutKind};
 #[cfg(all(feature = "server", feature = "tls"))]

@@ -9,7 +9,8 @@
 //! - [`cache`]: a temporary cache ([`cache::TempCache`]) and artifacts with known content.
 //! - [`server`]: the real HTTP router on `127.0.0.1:0` behind a fault-injecting layer
 //!   ([`server::TestServer`]); [`peer`]: peers that stall, talk garbage or hang up
-//!   ([`peer::FakePeer`]).
+//!   ([`peer::FakePeer`]); [`seed`]: a fake of the original seed server (bare tar answers, 400
+//!   for a missing id).
 //! - `s3` (feature `s3`): a real S3 server on `127.0.0.1:0` behind the same fault layer
 //!   (`s3::S3Server`).
 
@@ -18,6 +19,7 @@ pub mod fault;
 pub mod peer;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod seed;
 pub mod server;
 pub mod strategy;
 pub mod tree;

@@ -56,6 +56,8 @@ pub enum Fault {
     Corrupt(u64),
     /// Wait until the gate is open, then answer normally (requests pile up while it is shut).
     Wait(Gate),
+    /// Send the body at most this many bytes per second (for benchmarks: it sleeps).
+    Rate(u64),
 }
 
 /// A gate that [`Fault::Wait`] requests wait at, shut until [`open`](Gate::open)ed.
@@ -144,6 +146,8 @@ pub struct Stats {
     pub uploads: AtomicU64,
     /// All requests.
     pub requests: AtomicU64,
+    /// Body bytes of `GET /artifact` answers sent (after the faults).
+    pub body_bytes: AtomicU64,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
     idle: Option<watch::Sender<usize>>,
@@ -157,6 +161,12 @@ impl Stats {
     /// Downloads counted so far.
     pub fn downloads(&self) -> u64 {
         self.downloads.load(SeqCst)
+    }
+
+    /// Body bytes of `GET /artifact` answers sent so far (a cut answer counts what went
+    /// before the cut).
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes.load(SeqCst)
     }
 
     /// Uploads counted so far.
@@ -358,7 +368,9 @@ pub(crate) async fn apply(
         _ => next.run(request).await,
     };
     let (parts, body) = response.into_parts();
-    let body = Faulty { inner: Some(body), fault, offset: 0, _in_flight: in_flight };
+    let (sleep, flushed) = (None, false);
+    let body =
+        Faulty { inner: Some(body), fault, offset: 0, sleep, flushed, _in_flight: in_flight };
     Response::from_parts(parts, Body::new(body))
 }
 
@@ -369,6 +381,9 @@ pin_project_lite::pin_project! {
         inner: Option<Body>,
         fault: Option<Fault>,
         offset: u64,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        // A cut first lets the connection flush what went before it.
+        flushed: bool,
         _in_flight: InFlight,
     }
 }
@@ -388,6 +403,13 @@ impl HttpBody for Faulty {
         };
         if limit.is_some_and(|limit| *this.offset >= limit) {
             return match this.fault {
+                // Pending once (awake at once) before the cut: the server writes out what it
+                // has, as a connection cut on the way would have delivered it.
+                Some(Fault::CutAfter(_)) if !*this.flushed => {
+                    *this.flushed = true;
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
                 Some(Fault::CutAfter(_)) => {
                     this.inner.set(None);
                     Poll::Ready(Some(Err(axum::Error::new("injected fault: connection cut"))))
@@ -398,6 +420,10 @@ impl HttpBody for Faulty {
                     Poll::Pending
                 }
             };
+        }
+        if let Some(sleep) = this.sleep.as_mut() {
+            std::task::ready!(sleep.as_mut().poll(cx));
+            *this.sleep = None;
         }
         let Some(inner) = this.inner.as_mut().as_pin_mut() else { return Poll::Ready(None) };
         let frame = match inner.poll_frame(cx) {
@@ -421,6 +447,12 @@ impl HttpBody for Faulty {
             data = Bytes::from(bytes);
         }
         *this.offset += data.len() as u64;
+        this._in_flight.0.body_bytes.fetch_add(data.len() as u64, SeqCst);
+        if let Some(Fault::Rate(rate)) = this.fault {
+            // This frame's share of a second, waited before the next one.
+            let wait = Duration::from_secs_f64(data.len() as f64 / (*rate).max(1) as f64);
+            *this.sleep = Some(Box::pin(tokio::time::sleep(wait)));
+        }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 

@@ -322,6 +322,15 @@ pub(crate) struct GetArgs {
     /// A file holding the bearer token, for servers that require it for reads.
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    /// Accept an answer without a digest header (the original seed server's bare tar), if
+    /// the stream is valid and complete; it is committed with the digest computed on receipt,
+    /// and `--json` says `"verified": false`. A 400 "not found" then counts as a miss.
+    #[arg(long)]
+    pub(crate) allow_no_digest: bool,
+    /// Fetch a large artifact (64 MiB or more) from up to N of the --from servers at once,
+    /// as disjoint ranges (default 4; 1 turns it off).
+    #[arg(long, value_name = "N")]
+    pub(crate) sources: Option<usize>,
 }
 
 #[derive(Debug, Args)]

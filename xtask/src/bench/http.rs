@@ -17,8 +17,10 @@
 //! Then aggregate throughput: N = 1, 8 and 64 `artifact get` processes at once, each fetching
 //! a distinct id (copies of the 10,000 x 4 KiB tree) into a fresh cache of its own.
 //!
-//! `$ARTIFACT_BENCH_ONLY` (a substring of a workload's name, or of "concurrent clients") runs
-//! only what matches and leaves `docs/benchmarks.md` as it is.
+//! Last, resumed and many-source downloads (`bench/http_ranges.rs`).
+//!
+//! `$ARTIFACT_BENCH_ONLY` (a substring of a workload's name, of "concurrent clients", or of
+//! "ranges (resume, sources)") runs only what matches and leaves `docs/benchmarks.md` as it is.
 
 use std::{
     fs,
@@ -76,6 +78,10 @@ struct Concurrent {
 
 pub(crate) fn run() -> anyhow::Result<Option<String>> {
     let Settings { runs, base, only } = Settings::from_env()?;
+    if !only.is_empty() && super::http_ranges::PHASE.contains(only.as_str()) {
+        println!("{}", super::http_ranges::run(&base)?);
+        return Ok(None);
+    }
     ensure_nginx()?;
     let artifact = build_release("http")?;
     let root = base.join(format!("artifact-bench-http-{}", std::process::id()));
@@ -83,7 +89,11 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
     let result = measure(&root, &artifact, runs, &only);
     remove(&root);
     let (singles, concurrent) = result?;
-    let out = report(&singles, &concurrent, runs, &base);
+    let mut out = report(&singles, &concurrent, runs, &base);
+    if only.is_empty() {
+        out.push('\n');
+        out.push_str(&super::http_ranges::run(&base)?);
+    }
     println!("{out}");
     Ok(if only.is_empty() { Some(out) } else { None })
 }

@@ -3,29 +3,28 @@
 
 use std::{
     io,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU8, Ordering},
-    },
+    sync::{Arc, PoisonError, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use artifact_cache::{ArtifactId, Cache, Fill, ReadGuard, WriteGuard};
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use reqwest::{StatusCode, header};
 use tarstream::{Digest, ReceiveOptions};
 use tracing::{Instrument, debug, info, warn};
 
 use super::{
     Downloaded, Downloader, Endpoint, Fetched, Inner,
+    answer::{BoxStream, decode, header_number, request_error, status_error, stream_bound},
+    commit::{CloseOnDrop, Failure, Gate, Job, receive_and_commit},
     flight::Role,
     progress::{Progress, ProgressEvent},
+    resume::{Splice, Trail, Wire},
 };
 use crate::{
     Error, TimeoutKind,
     bridge::{self, PumpEnd},
-    error::{error_brief, escape_remote, receive_error},
+    error::{error_brief, receive_error},
     protocol::{self, DIGEST_HEADER, ENTRIES_HEADER, FILES_HEADER, SIZE_HEADER},
 };
 
@@ -125,49 +124,24 @@ pub(super) fn cache_error(id: ArtifactId, err: artifact_cache::Error) -> Error {
     Error::Cache { id, source: Arc::new(err) }
 }
 
-/// Decides, once per download, between committing a received tree and abandoning the
-/// download (its deadline passed, or its caller dropped it): the receive job may commit only
-/// while the gate is open, and closing it fails once a commit has begun. So a download that
-/// reports a timeout never leaves a committed artifact behind, and one whose commit won the
-/// race reports success.
-#[derive(Debug, Default)]
-pub(super) struct Gate(AtomicU8);
-
-const OPEN: u8 = 0;
-const COMMITTING: u8 = 1;
-const CLOSED: u8 = 2;
-
-impl Gate {
-    /// Claims the right to commit; false once the gate is closed.
-    fn begin_commit(&self) -> bool {
-        self.0.compare_exchange(OPEN, COMMITTING, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-
-    /// Closes the gate; false if a commit has already begun (it will complete).
-    fn close(&self) -> bool {
-        match self.0.compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => true,
-            Err(state) => state == CLOSED,
-        }
-    }
-}
-
-/// Closes its gate when dropped.
-struct CloseOnDrop(Arc<Gate>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
 /// The outcome of one attempt.
 enum Attempt {
-    Done(ReadGuard, u64),
+    Done(ReadGuard, Outcome),
     /// Failed; the writer comes back (emptied) for the next attempt.
-    Failed(WriteGuard, Error),
+    Failed(WriteGuard, Error, Outcome),
     /// Failed in a way that lost the writer (the commit failed): stop.
     Fatal(Error),
+}
+
+/// What one attempt (its first request and the range requests that resumed it) moved.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Body bytes received.
+    received: u64,
+    /// Requests made and bytes per endpoint.
+    trail: Trail,
+    /// The tree was checked against a digest its server announced.
+    verified: bool,
 }
 
 impl Inner {
@@ -185,7 +159,13 @@ impl Inner {
         let mut absent = Vec::new();
         let mut last_error = None;
         let mut attempts = 0;
-        for round in 0..settings.rounds {
+        // Requests allowed in all, range requests that resume a body included.
+        let budget = settings.rounds.saturating_mul(self.endpoints.len() as u32);
+        // Bytes received by attempts that failed (nothing of them is kept).
+        let mut refetched = 0;
+        // Set once a resumed attempt failed its checks: the next ones fetch whole.
+        let mut whole_only = false;
+        'rounds: for round in 0..settings.rounds {
             let mut retry_after = None::<Duration>;
             let mut pause = None;
             let last_round = round + 1 == settings.rounds;
@@ -193,47 +173,80 @@ impl Inner {
                 if !eligible[index] {
                     continue;
                 }
+                if attempts >= budget {
+                    break 'rounds;
+                }
                 attempts += 1;
-                let error = match self.attempt(cache, id, endpoint, writer, attempts, gate).await {
-                    Attempt::Done(reader, stream_bytes) => {
+                let resume = (!whole_only).then(|| (eligible.clone(), budget - attempts));
+                let attempt =
+                    self.attempt(cache, id, index, writer, attempts, gate, resume, refetched).await;
+                let (error, outcome) = match attempt {
+                    Attempt::Done(reader, outcome) => {
+                        attempts += outcome.trail.requests.saturating_sub(1);
                         let elapsed = started.elapsed();
-                        info!(endpoint = %endpoint.base, attempts, bytes = stream_bytes, ms = elapsed.as_millis() as u64, "downloaded");
+                        let last = &self.endpoints[outcome.trail.last];
+                        let stream_bytes = outcome.received;
+                        refetched += outcome.trail.refetched;
+                        info!(endpoint = %last.base, attempts, bytes = stream_bytes, refetched, resumes = outcome.trail.resumes, ms = elapsed.as_millis() as u64, "downloaded");
                         self.report(
                             id,
-                            endpoint,
+                            last,
                             attempts,
                             stream_bytes,
                             None,
                             None,
                             ProgressEvent::Finished,
                         );
+                        let sources = outcome
+                            .trail
+                            .served
+                            .iter()
+                            .map(|(i, bytes)| (self.endpoints[*i].base.clone(), *bytes))
+                            .collect();
                         let fetched = Fetched {
-                            endpoint: endpoint.base.clone(),
+                            endpoint: last.base.clone(),
                             attempts,
                             stream_bytes,
                             elapsed,
+                            sources,
+                            refetched,
+                            resumes: outcome.trail.resumes,
+                            verified: outcome.verified,
                         };
                         return Ok(Downloaded { reader, fetched: Some(fetched) });
                     }
-                    Attempt::Failed(back, error) => {
+                    Attempt::Failed(back, error, outcome) => {
                         writer = back;
-                        error
+                        (error, outcome)
                     }
                     Attempt::Fatal(error) => return Err(error),
                 };
-                if error.is_absent_here() {
+                attempts += outcome.trail.requests.saturating_sub(1);
+                refetched += outcome.received + outcome.trail.refetched;
+                let spliced = outcome.trail.spliced();
+                let seed_miss = !settings.require_digest && error.is_seed_miss();
+                if error.is_absent_here() || seed_miss {
                     eligible[index] = false;
                     absent.push(endpoint.base.to_string());
                 } else {
                     if !error.is_remote() {
                         // A local failure (the local cache's disk): no endpoint can help.
                         eligible.fill(false);
+                    } else if spliced && error.is_check_failure() {
+                        // Bytes from several answers failed the checks: which one is at
+                        // fault is unknown. Fetch whole, from any endpoint.
+                        whole_only = true;
                     } else if error.is_retryable() {
+                        if whole_only && matches!(error, Error::DigestMismatch { .. }) {
+                            // The whole refetch after a resumed attempt failed too: give up.
+                            last_error = Some(error);
+                            break 'rounds;
+                        }
                         retry_after = retry_after.max(error.retry_after());
                     } else {
                         eligible[index] = false;
                     }
-                    warn!(endpoint = %endpoint.base, attempt = attempts, error = %error_brief(&error), "attempt failed");
+                    warn!(endpoint = %endpoint.base, attempt = attempts, spliced, error = %error_brief(&error), "attempt failed");
                 }
                 let more = eligible.iter().any(|e| *e);
                 let is_last_of_round = !eligible[index + 1..].iter().any(|e| *e);
@@ -242,7 +255,7 @@ impl Inner {
                 }
                 let event = ProgressEvent::Failed { error: error.clone(), retry_in: pause };
                 self.report(id, endpoint, attempts, 0, None, None, event);
-                if !error.is_absent_here() {
+                if !error.is_absent_here() && !seed_miss {
                     last_error = Some(error);
                 }
             }
@@ -288,46 +301,55 @@ impl Inner {
                 bytes,
                 total,
                 tree_bytes,
+                source_bytes: 0,
+                refetched: 0,
                 event,
             });
         }
     }
 
-    /// One GET from `endpoint`, streamed into `writer`'s directory.
+    /// One GET from endpoint `index`, streamed into `writer`'s directory. With `resume`
+    /// (the endpoints that may serve ranges, and how many more requests may be made), a
+    /// body cut short is continued by range requests ([`Splice`]).
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         cache: &Cache,
         id: ArtifactId,
-        endpoint: &Endpoint,
+        index: usize,
         writer: WriteGuard,
         attempt: u32,
         gate: &Arc<Gate>,
+        resume: Option<(Vec<bool>, u32)>,
+        refetched_before: u64,
     ) -> Attempt {
-        let _permit = endpoint.permits.acquire().await.expect("never closed");
+        let endpoint = &self.endpoints[index];
+        let mut outcome = Outcome::default();
+        outcome.trail.requests = 1;
+        outcome.trail.last = index;
+        let permit = endpoint.permits.acquire().await.expect("never closed");
         let response = match self.get(id, endpoint).await {
             Ok(response) => response,
-            Err(err) => return Attempt::Failed(writer, err),
+            Err(err) => return Attempt::Failed(writer, err, outcome),
         };
         let base = endpoint.base.to_string();
         let protocol_error =
             |reason: String| Error::Protocol { id, endpoint: base.clone(), reason };
         let expected = match response.headers().get(DIGEST_HEADER).map(|v| v.to_str()) {
             Some(Ok(text)) => match text.trim().parse::<Digest>() {
-                Ok(digest) => digest,
+                Ok(digest) => Some(digest),
                 Err(err) => {
-                    return Attempt::Failed(
-                        writer,
-                        protocol_error(format!("bad {DIGEST_HEADER}: {err}")),
-                    );
+                    let err = protocol_error(format!("bad {DIGEST_HEADER}: {err}"));
+                    return Attempt::Failed(writer, err, outcome);
                 }
             },
+            _ if !self.settings.require_digest => None,
             _ => {
-                return Attempt::Failed(
-                    writer,
-                    protocol_error(format!("no {DIGEST_HEADER} header")),
-                );
+                let err = protocol_error(format!("no {DIGEST_HEADER} header"));
+                return Attempt::Failed(writer, err, outcome);
             }
         };
+        outcome.verified = expected.is_some();
         let zstd = match response.headers().get(header::CONTENT_ENCODING).map(|v| v.to_str()) {
             None => false,
             Some(Ok(coding)) if coding.eq_ignore_ascii_case("identity") => false,
@@ -339,10 +361,8 @@ impl Inner {
             Some(other) => {
                 // Debug-formatted below: control characters come out escaped.
                 let coding = other.unwrap_or("(not text)");
-                return Attempt::Failed(
-                    writer,
-                    protocol_error(format!("unexpected content encoding {coding:?}")),
-                );
+                let err = protocol_error(format!("unexpected content encoding {coding:?}"));
+                return Attempt::Failed(writer, err, outcome);
             }
         };
         let total = response.content_length();
@@ -362,53 +382,99 @@ impl Inner {
             announced.map_or(self.settings.max_bytes, |a| a.min(self.settings.max_bytes));
         self.report(id, endpoint, attempt, 0, total, tree_bytes, ProgressEvent::Started);
 
-        // Transport errors are kept aside: the job only sees the stream end.
-        let transport = Arc::new(Mutex::new(None::<reqwest::Error>));
-        let mut received = 0u64;
-        let wire = {
-            let transport = transport.clone();
-            response.bytes_stream().map(move |chunk| {
-                chunk.map_err(|err| {
-                    *transport.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
-                    io::Error::new(io::ErrorKind::ConnectionAborted, "the response body failed")
-                })
-            })
+        let wire = Arc::new(Wire::default());
+        *wire.trail() = outcome.trail.clone();
+        // Only an identity stream of known length, checked against a digest, can be resumed.
+        let resumable = match (&resume, expected, total) {
+            (Some((_, left)), Some(_), Some(total)) => !zstd && *left > 0 && total > 0,
+            _ => false,
         };
-        let too_slow = Arc::new(AtomicBool::new(false));
-        let wire = match self.settings.low_speed {
-            Some((rate, window)) => {
-                Box::pin(low_speed(wire, rate, window, too_slow.clone())) as BoxStream<'_>
+        let (body, pump_idle): (BoxStream<'_>, Duration) = match (resume, expected, total) {
+            (Some((eligible, budget)), Some(digest), Some(total)) if resumable => {
+                let multi = self.settings.sources > 1
+                    && total >= self.settings.multi_source_threshold
+                    && eligible.iter().filter(|e| **e).count() > 1;
+                if multi {
+                    // Many sources: the first answer only told us the stream; ranges follow.
+                    drop(response);
+                    drop(permit);
+                    wire.trail().many = true;
+                    let plan = super::sources::Plan { digest, total, eligible, first: index };
+                    let stream = self.many_sources(id, plan, wire.clone());
+                    (Box::pin(stream), super::resume::PUMP_IDLE)
+                } else {
+                    let body = wire.body(self, response);
+                    let splice = Splice {
+                        inner: self,
+                        id,
+                        digest,
+                        total,
+                        offset: 0,
+                        body: Some((body, permit)),
+                        current: index,
+                        eligible,
+                        budget,
+                        wire: wire.clone(),
+                    };
+                    (Box::pin(splice.into_stream()), super::resume::PUMP_IDLE)
+                }
             }
-            None => Box::pin(wire),
+            _ => {
+                let body = wire.body(self, response);
+                let wire = wire.clone();
+                let counted = body.inspect(move |chunk| {
+                    if let Ok(chunk) = chunk {
+                        wire.trail().count(index, chunk.len() as u64);
+                    }
+                });
+                // The permit is held as long as the body streams.
+                let counted = counted.map(move |chunk| {
+                    let _held = &permit;
+                    chunk
+                });
+                (Box::pin(counted), self.settings.idle_timeout)
+            }
         };
-        let wire = wire.inspect(|chunk| {
+        let mut received = 0u64;
+        let wire_for_progress = wire.clone();
+        let body = body.inspect(|chunk| {
             if let Ok(chunk) = chunk {
                 received += chunk.len() as u64;
-                self.report(
+                let Some(callback) = &self.settings.progress else { return };
+                let (last, source_bytes, refetched) = {
+                    let trail = wire_for_progress.trail();
+                    let served = trail.served.iter().find(|(e, _)| *e == trail.last);
+                    (trail.last, served.map_or(0, |(_, b)| *b), trail.refetched)
+                };
+                callback(&Progress {
                     id,
-                    endpoint,
+                    endpoint: self.endpoints[last].base.clone(),
                     attempt,
-                    received,
+                    bytes: received,
                     total,
                     tree_bytes,
-                    ProgressEvent::Received,
-                );
+                    source_bytes,
+                    refetched: refetched_before + refetched,
+                    event: ProgressEvent::Received,
+                });
             }
         });
         let throttle = self.settings.throttle.clone();
-        let wire = wire.then(move |chunk| super::pace(throttle.clone(), chunk));
+        let body = body.then(move |chunk| super::pace(throttle.clone(), chunk));
         let options = ReceiveOptions::default().max_bytes(max_bytes).read_only(true);
         let cache = cache.clone();
         let gate = gate.clone();
-        let (outcome, end) = bridge::receive(
-            decode(wire, zstd),
-            self.settings.idle_timeout,
+        let (result, end) = bridge::receive(
+            decode(body, zstd),
+            pump_idle,
             |_| {},
             move |reader| receive_and_commit(&cache, id, writer, reader, &options, expected, &gate),
         )
         .await;
-        match outcome {
-            Ok(reader) => Attempt::Done(reader, received),
+        outcome.received = received;
+        outcome.trail = wire.trail().clone();
+        match result {
+            Ok(reader) => Attempt::Done(reader, outcome),
             Err(Job::Fatal(err)) => Attempt::Fatal(err),
             Err(Job::Cancelled) => Attempt::Fatal(Error::Timeout {
                 id,
@@ -416,10 +482,11 @@ impl Inner {
                 what: TimeoutKind::Overall,
                 after: self.settings.timeout.unwrap_or_default(),
             }),
-            Err(Job::Failed(writer, failure)) => Attempt::Failed(
-                writer,
-                self.explain(id, endpoint, failure, end, &transport, &too_slow),
-            ),
+            Err(Job::Failed(writer, failure)) => {
+                let last = &self.endpoints[outcome.trail.last];
+                let err = self.explain(id, last, failure, end, &wire);
+                Attempt::Failed(writer, err, outcome)
+            }
         }
     }
 
@@ -455,8 +522,7 @@ impl Inner {
         endpoint: &Endpoint,
         failure: Failure,
         end: PumpEnd<io::Error>,
-        transport: &Mutex<Option<reqwest::Error>>,
-        too_slow: &AtomicBool,
+        wire: &Wire,
     ) -> Error {
         let base = endpoint.base.to_string();
         let stream_error = match failure {
@@ -482,7 +548,21 @@ impl Inner {
                     };
                 }
                 PumpEnd::Body(err) => {
-                    if too_slow.load(Ordering::Acquire) {
+                    if let Some(failure) =
+                        wire.failure.lock().unwrap_or_else(PoisonError::into_inner).take()
+                    {
+                        return failure;
+                    }
+                    if wire.stalled.load(Ordering::Acquire) {
+                        let after = self.settings.idle_timeout;
+                        return Error::Timeout {
+                            id,
+                            endpoint: Some(base),
+                            what: TimeoutKind::Idle,
+                            after,
+                        };
+                    }
+                    if wire.too_slow.load(Ordering::Acquire) {
                         let (_, after) = self.settings.low_speed.unwrap_or_default();
                         return Error::Timeout {
                             id,
@@ -492,7 +572,7 @@ impl Inner {
                         };
                     }
                     if let Some(source) =
-                        transport.lock().unwrap_or_else(PoisonError::into_inner).take()
+                        wire.transport.lock().unwrap_or_else(PoisonError::into_inner).take()
                     {
                         return Error::Transfer { id, endpoint: base, source: Arc::new(source) };
                     }
@@ -506,268 +586,5 @@ impl Inner {
             }
         }
         receive_error(id, &base, stream_error)
-    }
-}
-
-/// Why a receive job failed without losing the writer.
-enum Failure {
-    Stream(tarstream::Error),
-    /// (received, announced)
-    Digest(Digest, Digest),
-}
-
-enum Job {
-    Failed(WriteGuard, Failure),
-    Fatal(Error),
-    /// The tree was whole, but the download was over (its deadline passed, or it was dropped)
-    /// before the commit could begin: the writer was aborted.
-    Cancelled,
-}
-
-/// The blocking job of an attempt: receive, verify, commit, and take a read lock; on failure
-/// empty the writer's directory for the next attempt.
-fn receive_and_commit(
-    cache: &Cache,
-    id: ArtifactId,
-    writer: WriteGuard,
-    reader: &mut bridge::ChannelReader,
-    options: &ReceiveOptions,
-    expected: Digest,
-    gate: &Gate,
-) -> Result<ReadGuard, Job> {
-    let failure = match tarstream::receive_with(writer.path(), reader, options) {
-        Ok(summary) if summary.digest == expected => {
-            if !gate.begin_commit() {
-                writer.abort().map_err(|err| Job::Fatal(cache_error(id, err)))?;
-                return Err(Job::Cancelled);
-            }
-            writer.commit_with(&summary).map_err(|err| Job::Fatal(cache_error(id, err)))?;
-            return cache.get(&id).map_err(|err| Job::Fatal(cache_error(id, err)));
-        }
-        Ok(summary) => Failure::Digest(summary.digest, expected),
-        Err(err) => Failure::Stream(err),
-    };
-    if let Err(err) = empty_dir(writer.path()) {
-        let err = artifact_cache::Error::Io { path: writer.path().to_owned(), source: err };
-        return Err(Job::Fatal(cache_error(id, err)));
-    }
-    Err(Job::Failed(writer, failure))
-}
-
-/// Deletes everything inside `dir` (not following symlinks).
-fn empty_dir(dir: &std::path::Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-type BoxStream<'a> = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>>;
-
-/// A decimal header of `response`, if present and a number.
-fn header_number(response: &reqwest::Response, name: &str) -> Option<u64> {
-    response.headers().get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
-/// The most bytes of tar stream a tree can take, from what its server announced: `size`
-/// bytes of file content, and `entries` entries (files, directories, symlinks), or `files`
-/// files and up to [`UNANNOUNCED_ENTRIES`] others when the server does not say.
-pub(crate) fn stream_bound(size: u64, files: Option<u64>, entries: Option<u64>) -> u64 {
-    let entries = entries.unwrap_or_else(|| files.unwrap_or(0).saturating_add(UNANNOUNCED_ENTRIES));
-    size.saturating_add(entries.saturating_mul(ENTRY_OVERHEAD)).saturating_add(END_OVERHEAD)
-}
-
-/// The most bytes an entry adds to a stream beyond its content: its header block, a PAX
-/// header block and records carrying a path and a link target of up to 4 KiB each, and its
-/// data's padding.
-const ENTRY_OVERHEAD: u64 = 10 * 1024;
-/// The end-of-archive marker, with room to spare.
-const END_OVERHEAD: u64 = 2 * 1024;
-/// Directories and symlinks assumed when a server announces no entry count.
-const UNANNOUNCED_ENTRIES: u64 = 1 << 16;
-
-/// `wire`, failing (and setting `too_slow`) once less than `rate` bytes per second arrived over
-/// a whole `window`, like curl's `--speed-limit`/`--speed-time`.
-fn low_speed<'a>(
-    wire: impl Stream<Item = io::Result<Bytes>> + Send + 'a,
-    rate: u64,
-    window: Duration,
-    too_slow: Arc<AtomicBool>,
-) -> impl Stream<Item = io::Result<Bytes>> + Send + 'a {
-    let wanted = (rate as f64 * window.as_secs_f64()) as u64;
-    let window_end = tokio::time::Instant::now() + window;
-    let state = (Box::pin(wire), window_end, 0u64, false);
-    futures_util::stream::unfold(state, move |(mut wire, mut window_end, mut bytes, done)| {
-        let too_slow = too_slow.clone();
-        async move {
-            if done {
-                return None;
-            }
-            loop {
-                tokio::select! {
-                    next = wire.next() => {
-                        let item = next?;
-                        if let Ok(chunk) = &item {
-                            bytes += chunk.len() as u64;
-                        }
-                        return Some((item, (wire, window_end, bytes, false)));
-                    }
-                    () = tokio::time::sleep_until(window_end) => {
-                        if bytes < wanted {
-                            too_slow.store(true, Ordering::Release);
-                            let err = io::Error::new(io::ErrorKind::TimedOut, "below the low-speed limit");
-                            return Some((Err(err), (wire, window_end, bytes, true)));
-                        }
-                        bytes = 0;
-                        window_end += window;
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// The response body, zstd-decoded if the server compressed it.
-fn decode<'a>(
-    wire: impl Stream<Item = io::Result<Bytes>> + Send + 'a,
-    zstd: bool,
-) -> std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>> {
-    #[cfg(feature = "zstd")]
-    if zstd {
-        return Box::pin(crate::compress::zstd_decode(wire));
-    }
-    debug_assert!(!zstd, "zstd is only accepted when asked for");
-    Box::pin(wire)
-}
-
-/// A `send` failure: connect errors apart from the rest.
-pub(super) fn request_error(id: ArtifactId, endpoint: &Endpoint, err: reqwest::Error) -> Error {
-    let endpoint = endpoint.base.to_string();
-    if err.is_connect() && is_tls_failure(&err) {
-        Error::TlsHandshake { endpoint, source: Arc::new(err) }
-    } else if err.is_connect() {
-        Error::Connect { endpoint, source: Arc::new(err) }
-    } else {
-        Error::Transfer { id, endpoint, source: Arc::new(err) }
-    }
-}
-
-/// Whether the TLS library refused the connection (an untrusted certificate, say), as opposed
-/// to the network. The reason travels inside an `io::Error` somewhere in the chain; only a TLS
-/// build can tell.
-fn is_tls_failure(err: &reqwest::Error) -> bool {
-    #[cfg(feature = "tls")]
-    {
-        // An `io::Error` hides what it wraps from `source()`: look inside, through any nesting.
-        fn is_tls(mut err: &(dyn std::error::Error + 'static)) -> bool {
-            loop {
-                if err.is::<tokio_rustls::rustls::Error>() {
-                    return true;
-                }
-                match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-                    Some(inner) => err = inner,
-                    None => return false,
-                }
-            }
-        }
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(err) = source {
-            if is_tls(err) {
-                return true;
-            }
-            source = err.source();
-        }
-    }
-    let _ = err;
-    false
-}
-
-/// The most of an error body read for its message.
-const ERROR_BODY_BYTES: usize = 4096;
-/// The longest an error body is read for its message (or the idle timeout, if shorter).
-const ERROR_BODY_TIME: Duration = Duration::from_secs(5);
-
-/// An [`Error::Status`] from a non-success response, with the server's message (at most
-/// 4 KiB of it, read within 5 s or `idle` if shorter, control characters escaped); an
-/// [`Error::Redirect`] for a 3xx.
-pub(super) async fn status_error(
-    id: ArtifactId,
-    endpoint: &Endpoint,
-    response: reqwest::Response,
-    idle: Duration,
-) -> Error {
-    let status = response.status().as_u16();
-    if response.status().is_redirection() {
-        let location = response.headers().get(header::LOCATION);
-        let location = location.map(|v| escape_remote(&String::from_utf8_lossy(v.as_bytes())));
-        let endpoint = endpoint.base.to_string();
-        return Error::Redirect { id, endpoint, status, location: location.unwrap_or_default() };
-    }
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(protocol::parse_retry_after);
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    let read = async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            body.extend_from_slice(&chunk);
-            if body.len() >= ERROR_BODY_BYTES {
-                break;
-            }
-        }
-    };
-    // A body that drips (or never ends) must not hold the attempt: what came in time will do.
-    let _ = tokio::time::timeout(idle.min(ERROR_BODY_TIME), read).await;
-    body.truncate(ERROR_BODY_BYTES);
-    let message = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|json| json.get("error")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-            text.trim().to_owned()
-        });
-    let message = escape_remote(&message);
-    Error::Status { id, endpoint: endpoint.base.to_string(), status, message, retry_after }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_gate_lets_one_side_win() {
-        let gate = Gate::default();
-        assert!(gate.begin_commit());
-        assert!(!gate.close(), "a commit that began wins over the deadline");
-        let gate = Gate::default();
-        assert!(gate.close() && gate.close());
-        assert!(!gate.begin_commit(), "no commit begins after the deadline");
-    }
-
-    #[test]
-    fn an_honest_stream_fits_the_bound_its_headers_give() {
-        let dir = tempfile::tempdir().unwrap();
-        // Long paths and link targets (PAX headers), an empty file, odd sizes, deep dirs.
-        let deep = (0..40).map(|i| format!("{i:0>90}")).collect::<Vec<_>>().join("/");
-        std::fs::create_dir_all(dir.path().join(&deep)).unwrap();
-        std::fs::write(dir.path().join(&deep).join("f"), vec![1u8; 513]).unwrap();
-        std::fs::write(dir.path().join("empty"), b"").unwrap();
-        std::os::unix::fs::symlink(format!("{deep}/f"), dir.path().join("link")).unwrap();
-        let mut stream = Vec::new();
-        let summary = tarstream::send(dir.path(), &mut stream).unwrap();
-        let bound = stream_bound(summary.file_bytes, Some(summary.files), Some(summary.entries()));
-        assert!(stream.len() as u64 <= bound, "{} > {bound}", stream.len());
-        // Without an entry count, room for directories and symlinks is assumed.
-        assert!(stream.len() as u64 <= stream_bound(summary.file_bytes, Some(summary.files), None));
-        // A 16-byte tree of one file cannot carry a 100 GiB entry.
-        assert!(stream_bound(16, Some(1), Some(1)) < 1 << 20);
-        assert_eq!(stream_bound(u64::MAX, None, None), u64::MAX);
     }
 }

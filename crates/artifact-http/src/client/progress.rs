@@ -43,6 +43,12 @@ pub struct Progress {
     /// The artifact's file content in bytes (`X-Artifact-Size`): a good estimate of the
     /// stream's length when `total` is unknown (tar adds 512 bytes per entry).
     pub tree_bytes: Option<u64>,
+    /// For [`ProgressEvent::Received`]: the bytes of this attempt that `endpoint` served
+    /// (less than `bytes` once a cut was resumed elsewhere, or with many sources).
+    pub source_bytes: u64,
+    /// Bytes received in this download and thrown away so far (failed attempts, chunks
+    /// fetched again).
+    pub refetched: u64,
     /// What happened.
     pub event: ProgressEvent,
 }

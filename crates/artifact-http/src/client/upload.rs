@@ -19,7 +19,8 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::{
     Downloader, Endpoint, Inner,
-    fetch::{cache_error, request_error, status_error},
+    answer::{request_error, status_error},
+    fetch::cache_error,
     progress::ProgressEvent,
 };
 use crate::{
@@ -226,6 +227,8 @@ impl Inner {
                         total: None,
                         tree_bytes: None,
                         event: ProgressEvent::Received,
+                        source_bytes: 0,
+                        refetched: 0,
                     });
                 }
             }

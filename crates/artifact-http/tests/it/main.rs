@@ -10,7 +10,10 @@ mod faults;
 mod hostile;
 mod interop;
 mod ranges;
+mod resume;
+mod seed;
 mod server;
+mod sources;
 mod status;
 mod support;
 #[cfg(feature = "tls")]

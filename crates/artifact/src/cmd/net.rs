@@ -149,7 +149,13 @@ pub(crate) fn get(ctx: &Context, mut args: GetArgs) -> anyhow::Result<()> {
         .endpoints(&args.from)
         .timeout(timeout)
         .low_speed_limit(speed_limit, speed_time)
-        .token(token);
+        .token(token)
+        .require_digest(!args.allow_no_digest);
+    match args.sources {
+        Some(0) => return Err(fail(Exit::Usage, anyhow!("--sources must be at least 1"))),
+        Some(n) => builder = builder.sources(n),
+        None => {}
+    }
     if let Some(bar) = &bar {
         let bar = bar.clone();
         builder = builder.progress(move |p| show(&bar, p));
@@ -171,6 +177,12 @@ pub(crate) fn get(ctx: &Context, mut args: GetArgs) -> anyhow::Result<()> {
             "endpoint": downloaded.endpoint(),
             "attempts": downloaded.attempts(),
             "stream_bytes": downloaded.stream_bytes(),
+            "sources": downloaded.sources().iter().map(|(endpoint, bytes)| {
+                serde_json::json!({ "endpoint": &**endpoint, "bytes": bytes })
+            }).collect::<Vec<_>>(),
+            "refetched_bytes": downloaded.refetched_bytes(),
+            "resumes": downloaded.resumes(),
+            "verified": downloaded.verified(),
             "seconds": downloaded.elapsed().as_secs_f64(),
             "size": meta.size,
             "files": meta.files,
