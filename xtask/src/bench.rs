@@ -12,6 +12,7 @@ use crate::project_root;
 
 mod cache;
 mod http;
+mod http_requests;
 mod jobs;
 mod tarstream;
 

@@ -9,6 +9,7 @@ mod metrics;
 mod observe;
 mod peers;
 mod reply;
+mod small;
 #[cfg(feature = "store")]
 mod store;
 
@@ -57,6 +58,7 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
         streams: Arc::new(Semaphore::new(config.max_streams)),
         peer_streams: PeerLimit::new(config.max_streams_per_peer),
         metrics: Arc::new(Metrics::default()),
+        small: small::SmallStreams::new(config.small_cache_bytes, config.small_stream_max),
         cache,
         config,
     }));
@@ -88,6 +90,8 @@ struct AppInner {
     /// Tar streams in flight per client address.
     peer_streams: Arc<PeerLimit>,
     metrics: Arc<Metrics>,
+    /// Small artifacts' streams kept in memory; `None` when the budget is 0.
+    small: Option<small::SmallStreams>,
 }
 
 impl std::ops::Deref for App {

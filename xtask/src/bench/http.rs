@@ -88,7 +88,8 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
     let result = measure(&root, &artifact, runs, &only);
     remove(&root);
     let (singles, concurrent) = result?;
-    let out = report(&singles, &concurrent, runs, &base);
+    let out = report(&singles, &concurrent, runs, &base)
+        + &super::http_requests::section(&artifact, &base, &only)?;
     println!("{out}");
     Ok(if only.is_empty() { Some(out) } else { None })
 }

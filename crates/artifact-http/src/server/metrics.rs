@@ -82,6 +82,8 @@ pub(crate) struct Gauges {
     pub(crate) evictions: Option<u64>,
     /// The store's counters: requests, bytes down and up, errors by kind.
     pub(crate) store: Option<StoreGauges>,
+    /// The small streams kept in memory, when that is on.
+    pub(crate) small: Option<super::small::SmallGauges>,
 }
 
 /// What `/metrics` reports of the store (feature `store`).
@@ -217,6 +219,43 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {value}");
             }
         }
+        if let Some(small) = gauges.small {
+            let counters = [
+                (
+                    "artifact_http_small_hits_total",
+                    "counter",
+                    "GET and HEAD requests answered from a small artifact's stream kept in memory.",
+                    small.hits,
+                ),
+                (
+                    "artifact_http_small_misses_total",
+                    "counter",
+                    "GET and HEAD requests for a small artifact whose stream was not kept in memory.",
+                    small.misses,
+                ),
+                (
+                    "artifact_http_small_bytes",
+                    "gauge",
+                    "Bytes of small artifacts' streams kept in memory.",
+                    small.bytes,
+                ),
+                (
+                    "artifact_http_small_streams",
+                    "gauge",
+                    "Small artifacts' streams kept in memory.",
+                    small.streams,
+                ),
+                (
+                    "artifact_http_small_budget_bytes",
+                    "gauge",
+                    "The most bytes of small artifacts' streams kept in memory.",
+                    small.budget,
+                ),
+            ];
+            for (name, kind, help, value) in counters {
+                let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+            }
+        }
         if let Some(evictions) = gauges.evictions {
             let name = "artifact_cache_evictions_total";
             let _ = write!(
@@ -253,6 +292,11 @@ mod tests {
                 errors: [("retryable", 1), ("auth", 0), ("corrupt", 2), ("other", 0)],
                 ..StoreGauges::default()
             }),
+            small: Some(super::super::small::SmallGauges {
+                hits: 4,
+                bytes: 2048,
+                ..Default::default()
+            }),
         });
         for line in [
             "artifact_store_requests_total 5",
@@ -264,6 +308,8 @@ mod tests {
             "artifact_http_active_streams 2",
             "artifact_cache_artifacts 1",
             "artifact_cache_evictions_total 3",
+            "artifact_http_small_hits_total 4",
+            "artifact_http_small_bytes 2048",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -11,6 +11,7 @@ mod hostile;
 mod interop;
 mod ranges;
 mod server;
+mod small;
 mod support;
 mod transfer;
 mod upload;
