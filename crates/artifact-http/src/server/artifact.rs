@@ -47,7 +47,8 @@ pub(super) async fn get(
             Some(Ok(guard))
         }
         Quick::Absent => Some(Err(artifact_cache::Error::NotFound { id })),
-        Quick::Slow => None,
+        // `Slow`, or whatever a later cache may answer: the blocking pool's `get` decides.
+        _ => None,
     };
     let found = match quick {
         Some(Err(err)) => Err(Some(err)),
@@ -106,14 +107,17 @@ enum Opened {
     /// Its whole stream, kept in memory.
     Kept(Bytes),
     /// Its files, under the read lock, with the entry index when it could be had.
-    Files(artifact_cache::ReadGuard, Option<tarstream::Index>),
+    Files(Box<(artifact_cache::ReadGuard, Option<tarstream::Index>)>),
 }
 
 /// Loads the artifact's index and, for a small one, takes its stream from memory (unless
 /// `checked` says that was tried already) or renders and keeps it. On the blocking pool.
 fn open(app: &App, guard: artifact_cache::ReadGuard, checked: bool) -> (Metadata, Opened) {
     let meta = guard.metadata().clone();
-    let Some(small) = &app.small else { return (meta, Opened::Files(guard, load_index(&guard))) };
+    let Some(small) = &app.small else {
+        let index = load_index(&guard);
+        return (meta, Opened::Files(Box::new((guard, index))));
+    };
     if !checked && let Some(stream) = small.get(&meta) {
         return (meta, Opened::Kept(stream));
     }
@@ -122,7 +126,7 @@ fn open(app: &App, guard: artifact_cache::ReadGuard, checked: bool) -> (Metadata
         small.insert(&meta, stream.clone());
         return (meta, Opened::Kept(stream));
     }
-    (meta, Opened::Files(guard, index))
+    (meta, Opened::Files(Box::new((guard, index))))
 }
 
 /// Drops the kept stream of an artifact found absent.
@@ -147,7 +151,7 @@ fn respond(
     let digest = meta.digest;
     let len = match &opened {
         Opened::Kept(stream) => Some(stream.len() as u64),
-        Opened::Files(_, index) => index.as_ref().map(tarstream::Index::stream_len),
+        Opened::Files(files) => files.1.as_ref().map(tarstream::Index::stream_len),
     };
     // A range is of the identity stream: asking for one turns compression off.
     let ranged = len.map(|len| (wanted_range(headers, &digest, len), len));
@@ -199,7 +203,8 @@ fn respond(
                 Body::from(bytes)
             }
         }
-        Opened::Files(guard, index) => {
+        Opened::Files(files) => {
+            let (guard, index) = *files;
             // After the lookup, so that an absent id is 404 even at the stream limit; a
             // refused stream drops its read guard here (an unlock).
             let slot = app.stream_slot(peer_ip(&peer))?;

@@ -14,7 +14,7 @@ use artifact_testkit::{
 };
 use proptest::prelude::*;
 
-use crate::support::{fast, id, run, tar_of};
+use crate::support::{id, run, tar_of};
 
 fn url(server: &TestServer, id: &ArtifactId) -> String {
     format!("{}{}", server.url(), protocol::artifact_path(id))
@@ -105,7 +105,11 @@ fn an_artifact_removed_and_added_again_never_serves_the_old_stream() {
                     assert_eq!(answer.status(), 204);
                 }
             }
-            assert_eq!(get_bytes(&url).await.0, 404, "round {round}: removed");
+            // Half the rounds ask in between (a 404 drops the kept stream); the others go
+            // straight to the next commit, which only the digest and commit time can tell.
+            if round % 2 == 0 {
+                assert_eq!(get_bytes(&url).await.0, 404, "round {round}: removed");
+            }
         }
         // The same tree added again is the same stream, whichever commit it came from.
         commit_file(&other, &id(7), b"same");
@@ -236,7 +240,7 @@ fn a_kept_stream_is_compressed_when_asked() {
             .unwrap();
         assert_eq!(answer.headers()["content-encoding"], "zstd");
         assert!(answer.bytes().await.unwrap().len() < 4000);
-        let downloaded = fast([server.url()])
+        let downloaded = crate::support::fast([server.url()])
             .zstd(true)
             .build()
             .unwrap()
