@@ -58,6 +58,12 @@ struct Run {
     p99_us: f64,
 }
 
+/// A case with its medians on `artifact serve` and on nginx.
+type Row = (&'static Case, Measured, Measured);
+
+/// What the part measured: the rows, the server's small-stream counters, the stream's length.
+type Measurements = (Vec<Row>, String, u64);
+
 /// Medians over the runs of one case on one server.
 #[derive(Debug, Clone, Copy)]
 struct Measured {
@@ -87,12 +93,7 @@ pub(crate) fn section(artifact: &Path, base: &Path, only: &str) -> anyhow::Resul
     Ok(report(&rows, &kept, stream_len, runs, secs, base))
 }
 
-fn measure(
-    artifact: &Path,
-    root: &Path,
-    runs: usize,
-    secs: u64,
-) -> anyhow::Result<(Vec<(&'static Case, Measured, Measured)>, String, u64)> {
+fn measure(artifact: &Path, root: &Path, runs: usize, secs: u64) -> anyhow::Result<Measurements> {
     let src = root.join("src");
     fs::create_dir_all(&src)?;
     let mut content = vec![0u8; FILE_BYTES];
@@ -233,7 +234,7 @@ fn latency(us: f64) -> String {
 }
 
 fn report(
-    rows: &[(&'static Case, Measured, Measured)],
+    rows: &[Row],
     kept: &str,
     stream_len: u64,
     runs: usize,
