@@ -38,17 +38,14 @@ const AIM: f64 = 0.8;
 struct Case {
     name: &'static str,
     connections: u32,
-    /// `wrk.method`, when not `GET`.
-    method: Option<&'static str>,
     hit: bool,
 }
 
 const CASES: &[Case] = &[
-    Case { name: "GET hit, 4 KiB artifact", connections: 1, method: None, hit: true },
-    Case { name: "GET hit, 4 KiB artifact", connections: 32, method: None, hit: true },
-    Case { name: "GET miss (404)", connections: 1, method: None, hit: false },
-    Case { name: "GET miss (404)", connections: 32, method: None, hit: false },
-    Case { name: "HEAD hit", connections: 32, method: Some("HEAD"), hit: true },
+    Case { name: "GET hit, 4 KiB artifact", connections: 1, hit: true },
+    Case { name: "GET hit, 4 KiB artifact", connections: 32, hit: true },
+    Case { name: "GET miss (404)", connections: 1, hit: false },
+    Case { name: "GET miss (404)", connections: 32, hit: false },
 ];
 
 /// What wrk reported for one run.
@@ -131,19 +128,16 @@ fn measure(artifact: &Path, root: &Path, runs: usize, secs: u64) -> anyhow::Resu
         let code = command_line("curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", url]);
         ensure!(code.trim() == "404", "{url}: {code} rather than 404");
     }
-    let head = root.join("head.lua");
-    fs::write(&head, "wrk.method = \"HEAD\"\n")?;
     let mut rows = Vec::new();
     for case in CASES {
         let (ours, theirs) =
             if case.hit { (&ours_hit, &theirs_hit) } else { (&ours_miss, &theirs_miss) };
-        let script = case.method.map(|_| head.as_path());
-        wrk(ours, case.connections, 1, script)?;
-        wrk(theirs, case.connections, 1, script)?;
+        wrk(ours, case.connections, 1)?;
+        wrk(theirs, case.connections, 1)?;
         let (mut a, mut n) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            a.push(wrk(ours, case.connections, secs, script)?);
-            n.push(wrk(theirs, case.connections, secs, script)?);
+            a.push(wrk(ours, case.connections, secs)?);
+            n.push(wrk(theirs, case.connections, secs)?);
         }
         let (a, n) = (medians(&a), medians(&n));
         println!(
@@ -166,12 +160,9 @@ fn medians(runs: &[Run]) -> Measured {
 }
 
 /// One `wrk` run: requests per second and the p99 latency.
-fn wrk(url: &str, connections: u32, secs: u64, script: Option<&Path>) -> anyhow::Result<Run> {
+fn wrk(url: &str, connections: u32, secs: u64) -> anyhow::Result<Run> {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"]);
-    if let Some(script) = script {
-        cmd.args(["-s", path(script)]);
-    }
     let out = cmd.arg(url).output().context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
@@ -274,7 +265,7 @@ fn report(
     out.push_str(&format!("\n{kept}\n"));
     let below: Vec<String> = rows
         .iter()
-        .filter(|(case, a, n)| case.method.is_none() && a.rate < AIM * n.rate)
+        .filter(|(_, a, n)| a.rate < AIM * n.rate)
         .map(|(case, a, n)| {
             format!("{} with {} ({:.2})", case.name, case.connections, a.rate / n.rate)
         })
@@ -292,7 +283,7 @@ fn report(
         "artifact --root \"$SERVER\" add 5a11 \"$SRC\"                 # one 4 KiB file\n\
          artifact --root \"$SERVER\" --log warn serve --listen 127.0.0.1:0\n\
          curl -sSf -o \"$WWW/5a11.tar\" \"$URL/artifact?id=5a11\"      # the same stream, for nginx\n\
-         wrk -t1 -c32 -d3s --latency \"$URL/artifact?id=5a11\"        # GET hit (also -c1; HEAD: -s head.lua)\n\
+         wrk -t1 -c32 -d3s --latency \"$URL/artifact?id=5a11\"        # GET hit (also -c1)\n\
          wrk -t1 -c32 -d3s --latency \"$URL/artifact?id=0bad\"        # GET miss\n\
          wrk -t1 -c32 -d3s --latency \"http://127.0.0.1:$PORT/5a11.tar\"  # nginx, likewise\n```\n",
     );
