@@ -217,6 +217,7 @@ fn bad_arguments_are_usage_errors() {
         &["serve", "--max-streams", "0"],
         &["serve", "--max-streams-per-peer", "0"],
         &["serve", "--max-connections-per-peer", "0"],
+        &["serve", "--small-cache", "plenty"],
         &["serve", "--listen", "nowhere"],
     ] {
         let out = cli(&root, args);

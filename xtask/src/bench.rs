@@ -16,6 +16,7 @@ use crate::project_root;
 mod cache;
 mod http;
 mod http_ranges;
+mod http_requests;
 mod jobs;
 mod store;
 mod tarstream;

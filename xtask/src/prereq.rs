@@ -21,6 +21,8 @@ pub(crate) enum Probe {
     Exec(&'static str),
     /// An executable of this name whose `--version` output contains the marker.
     Version(&'static str, &'static str),
+    /// An executable at this absolute path (a daemon in `/usr/sbin`, off a user's `PATH`).
+    File(&'static str),
 }
 
 /// How to install a missing tool.
@@ -76,6 +78,19 @@ pub(crate) const CARGO_MUTANTS: Tool = Tool {
     probe: Probe::Exec("cargo-mutants"),
     install: Install::Cargo("cargo-mutants"),
 };
+
+/// The load generator of `cargo xtask bench http`'s request-rate section.
+pub(crate) const WRK: Tool =
+    Tool { name: "wrk", probe: Probe::Exec("wrk"), install: Install::Apt("wrk") };
+/// The static file server that `cargo xtask bench http` measures against.
+pub(crate) const NGINX: Tool = Tool {
+    name: "nginx",
+    probe: Probe::File("/usr/sbin/nginx"),
+    install: Install::Apt("nginx-light"),
+};
+
+/// What the request-rate section of `cargo xtask bench http` needs (not the tests).
+pub(crate) const BENCH_REQUESTS: &[Tool] = &[WRK, NGINX, CURL];
 
 /// What `cargo xtask test` needs: the interop tests run bsdtar, GNU tar, Python's `tarfile`
 /// and curl, the crash tests `kill`, the status page's test headless Chromium, and the test
@@ -148,6 +163,9 @@ pub(crate) fn hint(tool: &Tool) -> String {
 fn present(probe: Probe, dirs: &[PathBuf]) -> bool {
     match probe {
         Probe::Exec(name) => find(name, dirs).is_some(),
+        Probe::File(path) => Path::new(path)
+            .metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0),
         Probe::Version(name, marker) => find(name, dirs).is_some_and(|path| {
             Command::new(path)
                 .arg("--version")

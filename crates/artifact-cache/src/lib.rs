@@ -31,7 +31,8 @@
 //! # Main types
 //!
 //! - [`Cache`]: [`open`](Cache::open), [`create`](Cache::create) → [`WriteGuard`],
-//!   [`get`](Cache::get) → [`ReadGuard`], [`remove`](Cache::remove), [`list`](Cache::list) →
+//!   [`get`](Cache::get) → [`ReadGuard`] (or [`get_quick`](Cache::get_quick) → [`Quick`] on
+//!   an async worker), [`remove`](Cache::remove), [`list`](Cache::list) →
 //!   [`List`], [`stat`](Cache::stat) / [`verify`](Cache::verify) → [`Metadata`],
 //!   [`usage`](Cache::usage), [`gc`](Cache::gc) → [`GcReport`].
 //! - Async waiting: [`get_wait`](Cache::get_wait) and the single-flight
@@ -59,6 +60,7 @@ mod list;
 mod lockfile;
 mod metadata;
 mod options;
+mod quick;
 mod recover;
 mod table;
 mod tree;
@@ -72,5 +74,6 @@ pub use id::{ArtifactId, MAX_ID_BYTES, ParseIdError};
 pub use list::List;
 pub use metadata::{GcReport, Metadata, Usage};
 pub use options::{Durability, Options};
+pub use quick::Quick;
 #[cfg(feature = "tokio")]
 pub use wait::Fill;

@@ -9,6 +9,7 @@ mod metrics;
 mod observe;
 mod peers;
 mod reply;
+mod small;
 mod status;
 #[cfg(feature = "store")]
 mod store;
@@ -71,6 +72,7 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
         metrics: Arc::new(Metrics::default()),
         activity: Arc::new(status::Activity::default()),
         started: Instant::now(),
+        small: small::SmallStreams::new(config.small_cache_bytes, config.small_stream_max),
         cache,
         config,
     }));
@@ -107,6 +109,8 @@ struct AppInner {
     /// Transfers in flight and recent warnings, for the status page.
     activity: Arc<status::Activity>,
     started: Instant,
+    /// Small artifacts' streams kept in memory; `None` when the budget is 0.
+    small: Option<small::SmallStreams>,
 }
 
 impl std::ops::Deref for App {

@@ -155,6 +155,10 @@ pub(crate) struct ServeArgs {
     /// At most this many open connections from one client address; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub(crate) max_connections_per_peer: usize,
+    /// Keep the tar streams of small artifacts (up to 64 KiB) in memory, up to SIZE in all
+    /// (e.g. `256MiB`; `0` keeps none).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub(crate) small_cache: String,
     /// An object store behind the cache (`s3://BUCKET[/PREFIX]` with the AWS_* environment,
     /// `gs://…`, `az://…`, `file:///DIR`): local misses are fetched from it, uploads are
     /// written to it before they are answered. Checked once at start.

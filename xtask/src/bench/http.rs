@@ -89,7 +89,8 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
     let result = measure(&root, &artifact, runs, &only);
     remove(&root);
     let (singles, concurrent) = result?;
-    let mut out = report(&singles, &concurrent, runs, &base);
+    let mut out = report(&singles, &concurrent, runs, &base)
+        + &super::http_requests::section(&artifact, &base, &only)?;
     if only.is_empty() {
         out.push('\n');
         out.push_str(&super::http_ranges::run(&base)?);

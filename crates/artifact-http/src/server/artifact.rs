@@ -2,7 +2,7 @@
 
 use std::io;
 
-use artifact_cache::{ArtifactId, Fill, Metadata};
+use artifact_cache::{ArtifactId, Fill, Metadata, Quick};
 use axum::{
     Json,
     body::{Body, Bytes},
@@ -22,7 +22,8 @@ use crate::{
 };
 
 /// `GET` streams the artifact as tar while holding its read lock; `HEAD` answers the same
-/// headers without a body.
+/// headers without a body. A small artifact's stream is kept in memory after its first `GET`
+/// and served from there, the read lock held only while it is looked up.
 pub(super) async fn get(
     State(app): State<App>,
     peer: Peer,
@@ -33,20 +34,42 @@ pub(super) async fn get(
     let id = parse_id(query.as_deref())?;
     app.authorize(&headers, Access::Read)?;
     let head = method == Method::HEAD;
-    let cache = app.cache.clone();
-    let found = bridge::blocking(move || {
-        let guard = cache.get(&id).map_err(Some)?;
-        // The table may remember an artifact whose files were deleted behind the cache's back
-        // (the root removed, say): promise nothing that cannot be streamed.
-        match std::fs::symlink_metadata(guard.path()) {
-            Ok(meta) if meta.is_dir() => {
-                let index = load_index(&guard);
-                Ok((guard, index))
+    // On this worker thread: no system call when the lock is shared already, two on the open
+    // lock file otherwise, one path lookup for an id this process has not seen.
+    let quick = match app.cache.get_quick(&id) {
+        Quick::Ready(guard) => {
+            if let Some(stream) = app.small.as_ref().and_then(|small| small.get(guard.metadata())) {
+                let meta = guard.metadata().clone();
+                drop(guard);
+                Metrics::add(&app.metrics.hits, 1);
+                return respond(&app, &headers, peer, head, &meta, Opened::Kept(stream));
             }
-            _ => Err::<_, Option<artifact_cache::Error>>(None),
+            Some(Ok(guard))
         }
-    });
-    let (guard, index) = match found.await {
+        Quick::Absent => Some(Err(artifact_cache::Error::NotFound { id })),
+        // `Slow`, or whatever a later cache may answer: the blocking pool's `get` decides.
+        _ => None,
+    };
+    let found = match quick {
+        Some(Err(err)) => Err(Some(err)),
+        quick => {
+            let (app, checked) = (app.clone(), quick.is_some());
+            bridge::blocking(move || {
+                let guard = match quick {
+                    Some(Ok(guard)) => guard,
+                    _ => app.cache.get(&id).map_err(Some)?,
+                };
+                // The table may remember an artifact whose files were deleted behind the
+                // cache's back (the root removed, say): promise nothing that cannot be streamed.
+                match std::fs::symlink_metadata(guard.path()) {
+                    Ok(meta) if meta.is_dir() => Ok(open(&app, guard, checked)),
+                    _ => Err::<_, Option<artifact_cache::Error>>(None),
+                }
+            })
+            .await
+        }
+    };
+    let (meta, opened) = match found {
         Ok(found) => found,
         // A miss, or another request already filling it from the store: wait for that one
         // (the cache's single flight) rather than answering 409.
@@ -58,76 +81,142 @@ pub(super) async fn get(
         {
             let store = app.config.store.as_ref().expect("checked above");
             let guard = super::store::read_through(&app, store, id).await?;
-            bridge::blocking(move || {
-                let index = load_index(&guard);
-                (guard, index)
-            })
-            .await
+            let app = app.clone();
+            bridge::blocking(move || open(&app, guard, false)).await
         }
         Err(Some(err)) => {
             if err.is_not_found() {
                 Metrics::add(&app.metrics.misses, 1);
+                forget(&app, &id);
             }
             return Err(app.reject_cache(id, err));
         }
         Err(None) => {
             Metrics::add(&app.metrics.misses, 1);
+            forget(&app, &id);
             tracing::warn!("the artifact's files are gone from the cache root");
             return Err(Reject::NotFound(id));
         }
     };
     Metrics::add(&app.metrics.hits, 1);
-    let mut response_headers = artifact_headers(guard.metadata());
+    respond(&app, &headers, peer, head, &meta, opened)
+}
+
+/// A committed artifact, ready to be answered for.
+enum Opened {
+    /// Its whole stream, kept in memory.
+    Kept(Bytes),
+    /// Its files, under the read lock, with the entry index when it could be had.
+    Files(Box<(artifact_cache::ReadGuard, Option<tarstream::Index>)>),
+}
+
+/// Loads the artifact's index and, for a small one, takes its stream from memory (unless
+/// `checked` says that was tried already) or renders and keeps it. On the blocking pool.
+fn open(app: &App, guard: artifact_cache::ReadGuard, checked: bool) -> (Metadata, Opened) {
+    let meta = guard.metadata().clone();
+    let Some(small) = &app.small else {
+        let index = load_index(&guard);
+        return (meta, Opened::Files(Box::new((guard, index))));
+    };
+    if !checked && let Some(stream) = small.get(&meta) {
+        return (meta, Opened::Kept(stream));
+    }
+    let index = load_index(&guard);
+    if let Some(stream) = index.as_ref().and_then(|index| small.render(&guard, index)) {
+        small.insert(&meta, stream.clone());
+        return (meta, Opened::Kept(stream));
+    }
+    (meta, Opened::Files(Box::new((guard, index))))
+}
+
+/// Drops the kept stream of an artifact found absent.
+fn forget(app: &App, id: &ArtifactId) {
+    if let Some(small) = &app.small {
+        small.forget(id);
+    }
+}
+
+/// The answer to `GET` or `HEAD` of the artifact that `meta` describes: headers, ranges,
+/// compression, and the body from memory or from its files (under a stream slot).
+fn respond(
+    app: &App,
+    headers: &HeaderMap,
+    peer: Peer,
+    head: bool,
+    meta: &Metadata,
+    opened: Opened,
+) -> Result<Response, Reject> {
+    let mut response_headers = artifact_headers(meta);
     response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TAR_MEDIA_TYPE));
-    let digest = guard.metadata().digest;
+    let digest = meta.digest;
+    let len = match &opened {
+        Opened::Kept(stream) => Some(stream.len() as u64),
+        Opened::Files(files) => files.1.as_ref().map(tarstream::Index::stream_len),
+    };
     // A range is of the identity stream: asking for one turns compression off.
-    let ranged =
-        index.as_ref().map(|index| (wanted_range(&headers, &digest, index.stream_len()), index));
+    let ranged = len.map(|len| (wanted_range(headers, &digest, len), len));
     let part = match &ranged {
         Some((RangeAnswer::Part(range), _)) => Some(range.clone()),
         _ => None,
     };
-    let zstd = negotiate(&headers, &mut response_headers, part.is_none());
-    if let Some(index) = &index {
+    let zstd = negotiate(headers, &mut response_headers, part.is_none());
+    if let Some(len) = len {
         response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         if !zstd {
             response_headers.insert(header::ETAG, header_value(&protocol::etag(&digest)));
-            let len = part.as_ref().map_or(index.stream_len(), |r| r.end - r.start);
+            let len = part.as_ref().map_or(len, |r| r.end - r.start);
             response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
     }
     let status = match &ranged {
-        Some((RangeAnswer::Unsatisfiable, index)) => {
-            let len = index.stream_len();
+        Some((RangeAnswer::Unsatisfiable, len)) => {
             response_headers
-                .insert(header::CONTENT_RANGE, header_value(&protocol::unsatisfied_range(len)));
+                .insert(header::CONTENT_RANGE, header_value(&protocol::unsatisfied_range(*len)));
             response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
             return Ok((StatusCode::RANGE_NOT_SATISFIABLE, response_headers).into_response());
         }
-        Some((RangeAnswer::Part(range), index)) => {
-            let value = protocol::content_range(range, index.stream_len());
+        Some((RangeAnswer::Part(range), len)) => {
+            let value = protocol::content_range(range, *len);
             response_headers.insert(header::CONTENT_RANGE, header_value(&value));
             StatusCode::PARTIAL_CONTENT
         }
         _ => StatusCode::OK,
     };
     if head {
-        // The read guard drops here, on the runtime: an unlock, no file-system walk. The body
-        // is empty; its length, where known, is in `Content-Length` as for `GET`.
-        drop(guard);
+        // The read guard, if any, drops here, on the runtime: an unlock, no file-system walk.
+        // The body is empty; its length, where known, is in `Content-Length` as for `GET`.
+        drop(opened);
         let nothing = futures_util::stream::empty::<io::Result<Bytes>>();
         return Ok((status, response_headers, Body::from_stream(nothing)).into_response());
     }
-    // After the lookup, so that an absent id is 404 even at the stream limit; a refused
-    // stream drops its read guard here (an unlock).
-    let slot = app.stream_slot(peer_ip(&peer))?;
-    let dir = guard.path().to_owned();
-    let what = match (part, index) {
-        (Some(range), Some(index)) => Part::Range(index, range),
-        _ => Part::Whole,
+    let body = match opened {
+        // From memory: no lock, no file, no stream slot (the bytes are shared, and a slow
+        // client holds at most one small stream per connection).
+        Opened::Kept(stream) => {
+            let bytes = match part {
+                Some(range) => stream.slice(range.start as usize..range.end as usize),
+                None => stream,
+            };
+            if zstd {
+                encode(app, true, futures_util::stream::once(async { Ok(bytes) }))
+            } else {
+                Body::from(bytes)
+            }
+        }
+        Opened::Files(files) => {
+            let (guard, index) = *files;
+            // After the lookup, so that an absent id is 404 even at the stream limit; a
+            // refused stream drops its read guard here (an unlock).
+            let slot = app.stream_slot(peer_ip(&peer))?;
+            let dir = guard.path().to_owned();
+            let what = match (part, index) {
+                (Some(range), Some(index)) => Part::Range(index, range),
+                _ => Part::Whole,
+            };
+            let stream = bridge::send_part(dir, what, (guard, slot), app.config.idle_timeout);
+            encode(app, zstd, stream)
+        }
     };
-    let stream = bridge::send_part(dir, what, (guard, slot), app.config.idle_timeout);
-    let body = encode(&app, zstd, stream);
     Ok((status, response_headers, body).into_response())
 }
 
@@ -457,6 +546,7 @@ pub(super) async fn delete(
     let cache = app.cache.clone();
     match bridge::blocking(move || cache.remove(&id)).await {
         Ok(()) => {
+            forget(&app, &id);
             tracing::info!("artifact removed");
             Ok(StatusCode::NO_CONTENT.into_response())
         }

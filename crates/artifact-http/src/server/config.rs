@@ -16,7 +16,8 @@ use std::{fmt, time::Duration};
 ///     .max_streams(16)
 ///     .max_upload_bytes(1 << 30)
 ///     .idle_timeout(Duration::from_secs(10))
-///     .token(Some("s3cret".into()));
+///     .token(Some("s3cret".into()))
+///     .small_cache_bytes(16 << 20);
 /// assert_eq!(config.max_streams, 16);
 /// assert!(!format!("{config:?}").contains("s3cret"), "the token is not printed");
 /// ```
@@ -70,6 +71,14 @@ pub struct ServerConfig {
     /// frames do not). The decoder of each upload holds up to this much memory; a frame that
     /// needs more is refused with 400 before anything is allocated for it.
     pub zstd_max_window_log: u32,
+    /// The most bytes of small artifacts' tar streams kept in memory, so that a `GET` of one
+    /// is answered without reading its files again (default 64 MiB; 0 keeps none). The
+    /// least recently used streams are dropped first.
+    pub small_cache_bytes: u64,
+    /// The longest tar stream kept in memory under
+    /// [`small_cache_bytes`](Self::small_cache_bytes) (default 64 KiB, which holds a file of
+    /// up to about 63 KiB or several smaller ones).
+    pub small_stream_max: u64,
     /// The shared tier behind the cache (feature `store`; none by default): a `GET` or `HEAD`
     /// of an id the cache lacks fetches it from the store first (once, however many requests
     /// ask at the same time), and a `PUT` answers only once the artifact is in the store too.
@@ -98,6 +107,8 @@ impl Default for ServerConfig {
             token_for_reads: false,
             zstd_level: 1,
             zstd_max_window_log: 23,
+            small_cache_bytes: 64 << 20,
+            small_stream_max: 64 << 10,
             #[cfg(feature = "store")]
             store: None,
             #[cfg(feature = "tls")]
@@ -122,7 +133,9 @@ impl fmt::Debug for ServerConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_for_reads", &self.token_for_reads)
             .field("zstd_level", &self.zstd_level)
-            .field("zstd_max_window_log", &self.zstd_max_window_log);
+            .field("zstd_max_window_log", &self.zstd_max_window_log)
+            .field("small_cache_bytes", &self.small_cache_bytes)
+            .field("small_stream_max", &self.small_stream_max);
         #[cfg(feature = "store")]
         f.field("store", &self.store.as_ref().map(artifact_store::Store::url));
         #[cfg(feature = "tls")]
@@ -213,6 +226,18 @@ impl ServerConfig {
     /// Sets [`zstd_max_window_log`](Self::zstd_max_window_log).
     pub fn zstd_max_window_log(mut self, log: u32) -> Self {
         self.zstd_max_window_log = log;
+        self
+    }
+
+    /// Sets [`small_cache_bytes`](Self::small_cache_bytes).
+    pub fn small_cache_bytes(mut self, bytes: u64) -> Self {
+        self.small_cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`small_stream_max`](Self::small_stream_max).
+    pub fn small_stream_max(mut self, bytes: u64) -> Self {
+        self.small_stream_max = bytes;
         self
     }
 

@@ -190,6 +190,7 @@ pub(super) async fn metrics(
         usage,
         evictions: Some(app.cache.evictions()),
         store: store_gauges(&app),
+        small: app.small.as_ref().map(super::small::SmallStreams::gauges),
     };
     let text = app.metrics.render(&gauges);
     let content_type = HeaderValue::from_static(super::metrics::CONTENT_TYPE);

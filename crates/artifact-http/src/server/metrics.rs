@@ -101,6 +101,8 @@ pub(crate) struct Gauges {
     pub(crate) evictions: Option<u64>,
     /// The store's counters: requests, bytes down and up, errors by kind.
     pub(crate) store: Option<StoreGauges>,
+    /// The small streams kept in memory, when that is on.
+    pub(crate) small: Option<super::small::SmallGauges>,
 }
 
 /// What `/metrics` reports of the store (feature `store`).
@@ -223,6 +225,37 @@ impl Metrics {
             }
             registry.register("artifact_store_errors", "Failed store operations, by kind", errors);
         }
+        if let Some(small) = gauges.small {
+            registry.register(
+                "artifact_http_small_hits",
+                "GET and HEAD requests answered from a small artifact's stream kept in memory",
+                counter(small.hits),
+            );
+            registry.register(
+                "artifact_http_small_misses",
+                "GET and HEAD requests for a small artifact whose stream was not kept in memory",
+                counter(small.misses),
+            );
+            for (name, help, value) in [
+                (
+                    "artifact_http_small_bytes",
+                    "Bytes of small artifacts' streams kept in memory",
+                    small.bytes,
+                ),
+                (
+                    "artifact_http_small_streams",
+                    "Small artifacts' streams kept in memory",
+                    small.streams,
+                ),
+                (
+                    "artifact_http_small_budget_bytes",
+                    "The most bytes of small artifacts' streams kept in memory",
+                    small.budget,
+                ),
+            ] {
+                registry.register(name, help, ConstGauge::new(value));
+            }
+        }
         if let Some(evictions) = gauges.evictions {
             registry.register(
                 "artifact_cache_evictions",
@@ -263,6 +296,11 @@ mod tests {
                 errors: [("retryable", 1), ("auth", 0), ("corrupt", 2), ("other", 0)],
                 ..StoreGauges::default()
             }),
+            small: Some(super::super::small::SmallGauges {
+                hits: 4,
+                bytes: 2048,
+                ..Default::default()
+            }),
         });
         for line in [
             "artifact_store_requests_total 5",
@@ -274,6 +312,8 @@ mod tests {
             "artifact_http_active_streams 2",
             "artifact_cache_artifacts 1",
             "artifact_cache_evictions_total 3",
+            "artifact_http_small_hits_total 4",
+            "artifact_http_small_bytes 2048",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

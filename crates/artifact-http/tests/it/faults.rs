@@ -138,7 +138,8 @@ fn server_errors_and_busy_answers_are_retried_other_refusals_are_not() {
 fn retry_after_is_honoured() {
     run(async {
         let remote = TempCache::new();
-        commit_tree(&remote, &id(1), 1000);
+        // Over the size kept in memory, so that a GET needs a stream slot.
+        commit_tree(&remote, &id(1), 100_000);
         // The real server's own 503 at its stream limit carries Retry-After: 1.
         let config = artifact_http::ServerConfig::default().max_streams(0);
         let server = TestServer::start_with(remote.cache().clone(), config).await;

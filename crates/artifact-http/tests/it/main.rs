@@ -13,6 +13,7 @@ mod ranges;
 mod resume;
 mod seed;
 mod server;
+mod small;
 mod sources;
 mod status;
 mod support;

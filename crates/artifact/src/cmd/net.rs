@@ -34,6 +34,8 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         Some(text) => Some(parse_size(text).map_err(|e| fail(Exit::Usage, anyhow!(e)))?),
         None => None,
     };
+    let small_cache = parse_size(&args.small_cache)
+        .map_err(|e| fail(Exit::Usage, anyhow!("--small-cache: {e}")))?;
     for (flag, value) in [
         ("--max-streams", args.max_streams),
         ("--max-streams-per-peer", args.max_streams_per_peer),
@@ -53,7 +55,8 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         .max_connections(args.max_connections)
         .max_connections_per_peer(args.max_connections_per_peer)
         .token(token)
-        .token_for_reads(args.token_for_reads);
+        .token_for_reads(args.token_for_reads)
+        .small_cache_bytes(small_cache);
     let (config, scheme) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => (with_tls(config, cert, key)?, "https"),
         _ => (config, "http"),

@@ -1,0 +1,170 @@
+//! [`Cache::get_quick`]: a read lock taken without blocking and without reading any file but
+//! the lock file, for callers on an async runtime's worker threads.
+
+use std::{io, time::SystemTime};
+
+use crate::{ArtifactId, Cache, ReadGuard, lockfile::TOMBSTONE};
+
+/// What [`Cache::get_quick`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Quick {
+    /// The read lock, as [`Cache::get`] gives it.
+    Ready(ReadGuard),
+    /// The artifact is not committed (one path lookup said so).
+    Absent,
+    /// Taking the lock needs more than a quick call may do (open the lock file, read the
+    /// metadata, record the last use, meet a writer or remover): call [`Cache::get`] where
+    /// blocking is fine.
+    Slow,
+}
+
+impl Cache {
+    /// Takes the read lock on `id` if it can be done at once from what this process already
+    /// knows, with no system call when another reader of this process holds it and at most two
+    /// on the open lock file otherwise (`flock` and an 8-byte `pread` of its generation).
+    /// When this process has not opened the artifact's lock file, it makes one lookup of the
+    /// metadata path and answers [`Quick::Absent`] if there is none; everything else is
+    /// [`Quick::Slow`].
+    ///
+    /// The guard is the same as [`get`](Cache::get)'s, under the same rules: while it is held
+    /// nothing removes or evicts the artifact.
+    ///
+    /// ```
+    /// use artifact_cache::{ArtifactId, Cache, Quick};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path().join("cache"))?;
+    /// let id: ArtifactId = "0a".parse()?;
+    /// assert!(matches!(cache.get_quick(&id), Quick::Absent));
+    /// let writer = cache.create(&id)?;
+    /// std::fs::write(writer.path().join("f"), "x")?;
+    /// writer.commit()?;
+    /// // The commit left what it wrote in memory: no file needs reading.
+    /// let Quick::Ready(reader) = cache.get_quick(&id) else { panic!("not quick") };
+    /// assert_eq!(reader.metadata().size, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_quick(&self, id: &ArtifactId) -> Quick {
+        let inner = &self.inner;
+        let Some(entry) = inner.table.get(id) else { return self.absent_or_slow(id) };
+        let mut st = entry.state();
+        if st.exclusive {
+            return Quick::Slow;
+        }
+        let now = SystemTime::now();
+        let persist_due = st.persisted.is_none_or(|persisted| {
+            now.duration_since(persisted).unwrap_or_default() >= inner.options.last_used_resolution
+        });
+        if persist_due {
+            return Quick::Slow;
+        }
+        if st.readers == 0 {
+            let (Some(lock), Some(committed)) = (&st.lock, &st.committed) else {
+                drop(st);
+                return self.absent_or_slow(id);
+            };
+            if !matches!(lock.try_shared(), Ok(true)) {
+                return Quick::Slow;
+            }
+            // Generation 0 is an empty lock file, which may be a remover's last-resort
+            // tombstone: only `get` can tell.
+            match lock.generation() {
+                Ok(generation)
+                    if generation == committed.generation
+                        && generation != 0
+                        && generation != TOMBSTONE => {}
+                _ => {
+                    if let Err(err) = lock.unlock() {
+                        tracing::warn!(id = %id, error = %err, "cannot unlock");
+                    }
+                    return Quick::Slow;
+                }
+            }
+        }
+        st.readers += 1;
+        st.last_used = Some(now);
+        let committed = st.committed.as_ref().expect("a reader holds a committed artifact");
+        let mut meta = committed.meta.clone();
+        meta.last_used = now;
+        let tree = committed.tree.clone();
+        drop(st);
+        Quick::Ready(ReadGuard::new(entry, meta, tree))
+    }
+
+    /// [`Quick::Absent`] when the metadata path names nothing: a commit makes it appear and a
+    /// removal makes it disappear, each in one rename, so its absence means "not committed".
+    fn absent_or_slow(&self, id: &ArtifactId) -> Quick {
+        match std::fs::symlink_metadata(self.inner.layout.meta(id)) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Quick::Absent,
+            _ => Quick::Slow,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Options;
+
+    fn committed(cache: &Cache, id: &ArtifactId, content: &str) {
+        let writer = cache.create(id).unwrap();
+        std::fs::write(writer.path().join("f"), content).unwrap();
+        writer.commit().unwrap();
+    }
+
+    #[test]
+    fn quick_reads_share_the_lock_rules_of_get() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("c")).unwrap();
+        let id: ArtifactId = "01".parse().unwrap();
+        assert!(matches!(cache.get_quick(&id), Quick::Absent));
+        committed(&cache, &id, "one");
+        let Quick::Ready(first) = cache.get_quick(&id) else { panic!("not ready") };
+        let Quick::Ready(second) = cache.get_quick(&id) else { panic!("not ready") };
+        assert!(cache.remove(&id).unwrap_err().is_locked());
+        drop((first, second));
+        // Unlocked again: a remover can have it, and afterwards it is absent.
+        cache.remove(&id).unwrap();
+        assert!(matches!(cache.get_quick(&id), Quick::Absent | Quick::Slow));
+        assert!(cache.get(&id).unwrap_err().is_not_found());
+        // Added again: the new metadata, never the old.
+        committed(&cache, &id, "second");
+        let Quick::Ready(again) = cache.get_quick(&id) else { panic!("not ready") };
+        assert_eq!(again.metadata().size, 6);
+    }
+
+    #[test]
+    fn another_process_view_needs_the_slow_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        let writer = Cache::open(&root).unwrap();
+        let reader = Cache::open(&root).unwrap();
+        let id: ArtifactId = "02".parse().unwrap();
+        committed(&writer, &id, "one");
+        // A handle that never read it has no lock file open: the slow path opens it.
+        assert!(matches!(reader.get_quick(&id), Quick::Slow));
+        drop(reader.get(&id).unwrap());
+        let Quick::Ready(guard) = reader.get_quick(&id) else { panic!("not ready") };
+        assert_eq!(guard.metadata().size, 3);
+        drop(guard);
+        // Removed and added again through the other handle: the generation this handle
+        // remembers no longer matches, so it goes the slow way and sees the new artifact.
+        writer.remove(&id).unwrap();
+        committed(&writer, &id, "second");
+        assert!(matches!(reader.get_quick(&id), Quick::Slow));
+        assert_eq!(reader.get(&id).unwrap().metadata().size, 6);
+    }
+
+    #[test]
+    fn a_due_last_use_record_takes_the_slow_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::default().last_used_resolution(Duration::ZERO);
+        let cache = Cache::open_with(dir.path().join("c"), options).unwrap();
+        let id: ArtifactId = "03".parse().unwrap();
+        committed(&cache, &id, "one");
+        assert!(matches!(cache.get_quick(&id), Quick::Slow));
+    }
+}

@@ -1,0 +1,428 @@
+//! `cargo xtask bench http`, its `requests` part: the request rate of a small artifact, `wrk`
+//! against `artifact serve` and against nginx serving the same artifact as a prebuilt tar
+//! file, in the same run.
+//!
+//! One `artifact serve` (the release build, `--log warn`) and one nginx (one worker,
+//! `sendfile on`, `access_log off`, `log_not_found off`, its config written here) listen on
+//! 127.0.0.1. The artifact is one 4 KiB file of random bytes; nginx serves the very stream
+//! that `artifact serve` answers (fetched once with curl and compared byte for byte). Each
+//! case runs `wrk -t1 -cN -dS --latency` once to warm up, then `$ARTIFACT_BENCH_RUNS` times
+//! (default 3) on each server, alternating; the table gives the median request rate and the
+//! median p99 latency. A miss is a `GET` of an id (a file name for nginx) that is not there.
+//! `$ARTIFACT_BENCH_WRK_SECS` sets S (default 3).
+
+use std::{
+    env, fs,
+    io::{BufRead, BufReader},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+
+use super::tarstream::{command_line, first_line, machine, median_of, path};
+use crate::prereq;
+
+const NGINX: &str = "/usr/sbin/nginx";
+/// The artifact's id (and, with `.tar`, the file nginx serves).
+const ID: &str = "5a11";
+const MISSING: &str = "0bad";
+/// The size of the artifact's one file.
+const FILE_BYTES: usize = 4096;
+/// The aim: at least this share of nginx's request rate.
+const AIM: f64 = 0.8;
+
+/// One kind of request, at one concurrency.
+struct Case {
+    name: &'static str,
+    connections: u32,
+    hit: bool,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "GET hit, 4 KiB artifact", connections: 1, hit: true },
+    Case { name: "GET hit, 4 KiB artifact", connections: 32, hit: true },
+    Case { name: "GET miss (404)", connections: 1, hit: false },
+    Case { name: "GET miss (404)", connections: 32, hit: false },
+];
+
+/// What wrk reported for one run.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rate: f64,
+    p99_us: f64,
+}
+
+/// A case with its medians on `artifact serve` and on nginx.
+type Row = (&'static Case, Measured, Measured);
+
+/// What the part measured: the rows, the server's small-stream counters, the stream's length.
+type Measurements = (Vec<Row>, String, u64);
+
+/// Medians over the runs of one case on one server.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    rate: f64,
+    p99_us: f64,
+}
+
+/// The name `$ARTIFACT_BENCH_ONLY` matches for this part.
+const PHASE: &str = "requests";
+
+/// Runs the `requests` part with the release binary `artifact`, under `base` (tmpfs), unless
+/// `only` (`$ARTIFACT_BENCH_ONLY`) names something else; returns its Markdown.
+pub(crate) fn section(artifact: &Path, base: &Path, only: &str) -> anyhow::Result<String> {
+    if !PHASE.contains(only) {
+        return Ok(String::new());
+    }
+    prereq::ensure(prereq::BENCH_REQUESTS)?;
+    let runs: usize =
+        env::var("ARTIFACT_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let secs: u64 =
+        env::var("ARTIFACT_BENCH_WRK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let root = base.join(format!("artifact-bench-requests-{}", std::process::id()));
+    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let result = measure(artifact, &root, runs, secs);
+    remove(&root);
+    let (rows, kept, stream_len) = result?;
+    Ok(report(&rows, &kept, stream_len, runs, secs, base))
+}
+
+fn measure(artifact: &Path, root: &Path, runs: usize, secs: u64) -> anyhow::Result<Measurements> {
+    let src = root.join("src");
+    fs::create_dir_all(&src)?;
+    let mut content = vec![0u8; FILE_BYTES];
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for byte in &mut content {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    fs::write(src.join("object.o"), &content)?;
+    let server_root = root.join("server");
+    let status = Command::new(artifact)
+        .args(["--root", path(&server_root), "add", ID, path(&src)])
+        .stdout(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "artifact add failed");
+    let server = Server::start(artifact, &server_root, &root.join("serve.log"))?;
+    let ours_hit = format!("{}/artifact?id={ID}", server.url);
+    let ours_miss = format!("{}/artifact?id={MISSING}", server.url);
+    let www = root.join("www");
+    fs::create_dir_all(&www)?;
+    let tar = www.join(format!("{ID}.tar"));
+    let fetched = Command::new("curl").args(["-sSf", "-o", path(&tar), &ours_hit]).status()?;
+    ensure!(fetched.success(), "curl could not fetch the artifact from artifact serve");
+    let nginx = Nginx::start(&root.join("nginx"), &www)?;
+    let theirs_hit = format!("{}/{ID}.tar", nginx.url);
+    let theirs_miss = format!("{}/{MISSING}.tar", nginx.url);
+    let from_nginx = Command::new("curl").args(["-sSf", &theirs_hit]).output()?;
+    ensure!(
+        from_nginx.status.success() && from_nginx.stdout == fs::read(&tar)?,
+        "nginx does not serve the artifact's stream"
+    );
+    for url in [&ours_miss, &theirs_miss] {
+        let code = command_line("curl", &["-s", "-o", "/dev/null", "-w", "%{http_code}", url]);
+        ensure!(code.trim() == "404", "{url}: {code} rather than 404");
+    }
+    let mut rows = Vec::new();
+    for case in CASES {
+        let (ours, theirs) =
+            if case.hit { (&ours_hit, &theirs_hit) } else { (&ours_miss, &theirs_miss) };
+        wrk(ours, case.connections, 1)?;
+        wrk(theirs, case.connections, 1)?;
+        let (mut a, mut n) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            a.push(wrk(ours, case.connections, secs)?);
+            n.push(wrk(theirs, case.connections, secs)?);
+        }
+        let (a, n) = (medians(&a), medians(&n));
+        println!(
+            " {} ({} conn.): artifact serve {:.0} req/s, nginx {:.0} req/s",
+            case.name, case.connections, a.rate, n.rate
+        );
+        rows.push((case, a, n));
+    }
+    let kept = metrics_summary(&server.url);
+    server.stop()?;
+    nginx.stop();
+    Ok((rows, kept, fs::metadata(&tar)?.len()))
+}
+
+fn medians(runs: &[Run]) -> Measured {
+    Measured {
+        rate: median_of(runs.iter().map(|r| r.rate).collect()),
+        p99_us: median_of(runs.iter().map(|r| r.p99_us).collect()),
+    }
+}
+
+/// One `wrk` run: requests per second and the p99 latency.
+fn wrk(url: &str, connections: u32, secs: u64) -> anyhow::Result<Run> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"]);
+    let out = cmd.arg(url).output().context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(!text.contains("Socket errors"), "wrk saw socket errors: {text}");
+    parse_wrk(&text).with_context(|| format!("reading wrk's output:\n{text}"))
+}
+
+/// The request rate and p99 latency in wrk's `--latency` report.
+fn parse_wrk(text: &str) -> anyhow::Result<Run> {
+    let mut rate = None;
+    let mut p99 = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(value) = line.strip_prefix("Requests/sec:") {
+            rate = value.trim().parse::<f64>().ok();
+        } else if let Some(value) = line.strip_prefix("99%") {
+            p99 = duration_us(value.trim());
+        }
+    }
+    match (rate, p99) {
+        (Some(rate), Some(p99_us)) => Ok(Run { rate, p99_us }),
+        _ => bail!("no `Requests/sec` or `99%` line"),
+    }
+}
+
+/// A wrk duration (`412.00us`, `1.23ms`, `2.00s`, `1.50m`) in microseconds.
+fn duration_us(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        _ => return None,
+    };
+    Some(number * scale)
+}
+
+/// The server's counters of the streams kept in memory, as one sentence.
+fn metrics_summary(url: &str) -> String {
+    let text = command_line("curl", &["-sSf", &format!("{url}/metrics")]);
+    let value = |name: &str| {
+        text.lines()
+            .find(|line| line.split(' ').next() == Some(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .unwrap_or("n/a")
+            .to_owned()
+    };
+    format!(
+        "`/metrics` at the end: {} hits and {} misses of the small-stream memory, {} bytes kept.",
+        value("artifact_http_small_hits_total"),
+        value("artifact_http_small_misses_total"),
+        value("artifact_http_small_bytes"),
+    )
+}
+
+fn latency(us: f64) -> String {
+    if us >= 1000.0 { format!("{:.2} ms", us / 1000.0) } else { format!("{us:.0} µs") }
+}
+
+fn report(
+    rows: &[Row],
+    kept: &str,
+    stream_len: u64,
+    runs: usize,
+    secs: u64,
+    base: &Path,
+) -> String {
+    let mut out = String::new();
+    out.push_str("\n### Requests: small artifacts against nginx\n\n");
+    out.push_str(&format!(
+        "Measured by `cargo xtask bench http` on {}, {}, {} (nginx-light), in `{}` (tmpfs); wrk, the server and nginx on the same machine, over 127.0.0.1.\n",
+        machine(),
+        first_line(&command_line("wrk", &["-v"])).split(" [").next().unwrap_or("wrk"),
+        nginx_version(),
+        base.display(),
+    ));
+    out.push_str(&format!(
+        "The artifact is one file of {FILE_BYTES} random bytes (a stream of {stream_len} bytes); nginx serves the same stream as a prebuilt tar file, with one worker, `sendfile on` and no access or not-found log; `artifact serve` runs with `--log warn` and its defaults otherwise (64 MiB of memory for small streams).\n"
+    ));
+    out.push_str(&format!(
+        "Each case ran `wrk -t1 -cN -d{secs}s --latency` once for a second to warm up, then {runs} time{} on each server, alternating; the figures are medians.\n\n",
+        if runs == 1 { "" } else { "s" }
+    ));
+    out.push_str("| request | connections | `artifact serve` | p99 | nginx | p99 | ratio |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    for (case, a, n) in rows {
+        out.push_str(&format!(
+            "| {} | {} | {:.0} req/s | {} | {:.0} req/s | {} | {:.2} |\n",
+            case.name,
+            case.connections,
+            a.rate,
+            latency(a.p99_us),
+            n.rate,
+            latency(n.p99_us),
+            a.rate / n.rate,
+        ));
+    }
+    out.push_str(&format!("\n{kept}\n"));
+    let below: Vec<String> = rows
+        .iter()
+        .filter(|(_, a, n)| a.rate < AIM * n.rate)
+        .map(|(case, a, n)| {
+            format!("{} with {} ({:.2})", case.name, case.connections, a.rate / n.rate)
+        })
+        .collect();
+    if below.is_empty() {
+        out.push_str(&format!("\nAim: every `GET` case at {AIM}× nginx's rate or better: met.\n"));
+    } else {
+        out.push_str(&format!(
+            "\nAim: every `GET` case at {AIM}× nginx's rate or better: not met for {}.\n",
+            below.join(", ")
+        ));
+    }
+    out.push_str("\nThe commands:\n\n```sh\n");
+    out.push_str(
+        "artifact --root \"$SERVER\" add 5a11 \"$SRC\"                 # one 4 KiB file\n\
+         artifact --root \"$SERVER\" --log warn serve --listen 127.0.0.1:0\n\
+         curl -sSf -o \"$WWW/5a11.tar\" \"$URL/artifact?id=5a11\"      # the same stream, for nginx\n\
+         wrk -t1 -c32 -d3s --latency \"$URL/artifact?id=5a11\"        # GET hit (also -c1)\n\
+         wrk -t1 -c32 -d3s --latency \"$URL/artifact?id=0bad\"        # GET miss\n\
+         wrk -t1 -c32 -d3s --latency \"http://127.0.0.1:$PORT/5a11.tar\"  # nginx, likewise\n```\n",
+    );
+    out
+}
+
+/// `artifact serve` on 127.0.0.1, port chosen by the system.
+struct Server {
+    daemon: Daemon,
+    url: String,
+}
+
+impl Server {
+    fn start(artifact: &Path, root: &Path, log: &Path) -> anyhow::Result<Server> {
+        let mut child = Command::new(artifact)
+            .args(["--root", path(root), "--log", "warn", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(log)?)
+            .spawn()
+            .context("starting artifact serve")?;
+        let stdout = child.stdout.take().context("the server's stdout")?;
+        let daemon = Daemon(child);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let url = line.split_whitespace().last().filter(|url| url.starts_with("http://"));
+        let Some(url) = url else {
+            bail!("artifact serve did not announce its address (log: {})", log.display());
+        };
+        Ok(Server { url: url.to_owned(), daemon })
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.daemon.0.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
+        ensure!(status.success(), "kill -TERM {pid} failed");
+        let status = self.daemon.0.wait()?;
+        ensure!(status.success(), "artifact serve did not shut down cleanly: {status}");
+        Ok(())
+    }
+}
+
+/// nginx on 127.0.0.1 serving `www`, everything of its own under `dir`.
+struct Nginx {
+    daemon: Daemon,
+    url: String,
+}
+
+impl Nginx {
+    fn start(dir: &Path, www: &Path) -> anyhow::Result<Nginx> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let built =
+            String::from_utf8_lossy(&Command::new(NGINX).arg("-V").output()?.stderr).into_owned();
+        let mut temp = String::new();
+        for module in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            let without = format!("--without-http_{module}_module");
+            if module == "client_body" || !built.contains(&without) {
+                let tmp = dir.join("tmp").join(module);
+                fs::create_dir_all(&tmp)?;
+                temp.push_str(&format!("    {module}_temp_path {};\n", path(&tmp)));
+            }
+        }
+        let conf = dir.join("nginx.conf");
+        let d = path(dir);
+        fs::write(
+            &conf,
+            format!(
+                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n    access_log off;\n    log_not_found off;\n    sendfile on;\n    \
+                 tcp_nopush on;\n    keepalive_requests 1000000;\n    \
+                 default_type application/x-tar;\n{temp}    \
+                 server {{\n        listen 127.0.0.1:{port};\n        root {};\n    }}\n}}\n",
+                path(www)
+            ),
+        )?;
+        let daemon = Daemon(
+            Command::new(NGINX)
+                .args(["-p", d, "-c", path(&conf), "-e", &format!("{d}/error.log")])
+                .stdout(Stdio::null())
+                .spawn()
+                .context("starting nginx")?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            ensure!(Instant::now() < deadline, "nginx did not listen on port {port} (see {d})");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Nginx { daemon, url: format!("http://127.0.0.1:{port}") })
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-QUIT", &self.daemon.0.id().to_string()]).status();
+        let _ = self.daemon.0.wait();
+    }
+}
+
+/// A background process, killed if still running when dropped (on an error).
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn nginx_version() -> String {
+    Command::new(NGINX)
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().replace("nginx version: ", ""))
+        .unwrap_or_else(|_| "nginx: unknown".to_owned())
+}
+
+/// Removes a tree, read-only directories (as the cache makes them) included.
+fn remove(dir: &Path) {
+    if fs::remove_dir_all(dir).is_err() && dir.exists() {
+        let _ = Command::new("chmod").args(["-R", "u+w", path(dir)]).status();
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_reports_are_read() {
+        let text = "Running 3s test @ http://127.0.0.1:1/x\n  1 threads and 32 connections\n\
+            \x20 Latency Distribution\n     50%  412.00us\n     75%  500.00us\n     90%    1.01ms\n\
+            \x20    99%    2.50ms\n  60000 requests in 3.00s, 1.00MB read\nRequests/sec:  20000.50\n\
+            Transfer/sec:    341.00KB\n";
+        let run = parse_wrk(text).unwrap();
+        assert_eq!(run.rate, 20000.5);
+        assert_eq!(run.p99_us, 2500.0);
+        assert_eq!(duration_us("412.00us"), Some(412.0));
+        assert_eq!(duration_us("1.50s"), Some(1.5e6));
+        assert!(parse_wrk("Requests/sec: 1\n").is_err());
+    }
+}
