@@ -60,6 +60,7 @@ impl DownloaderBuilder {
     /// std::fs::write(writer.path().join("hello.txt"), "hi")?;
     /// writer.commit()?;
     ///
+    /// std::fs::create_dir(dir.path().join("store"))?;
     /// let store = Store::open(&format!("file://{}", dir.path().join("store").display()))?;
     /// store.upload(&here, &id).await?;
     ///
