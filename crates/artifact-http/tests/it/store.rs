@@ -6,14 +6,24 @@ use std::time::Duration;
 use artifact_cache::ArtifactId;
 use artifact_http::Error;
 use artifact_store::{Store, StoreOptions};
-use artifact_testkit::{cache::TempCache, s3::S3Server, server::TestServer};
+use artifact_testkit::{
+    cache::TempCache,
+    s3::S3Server,
+    server::{Fault, TestServer},
+};
 
 use crate::support::{commit_tree, fast, id, run};
 
 /// A store on `server` with its credentials and quick retries.
 fn s3_store(server: &S3Server) -> Store {
+    s3_store_with(server, 4)
+}
+
+/// A store on `server` whose requests are tried `1 + retries` times.
+fn s3_store_with(server: &S3Server, retries: u32) -> Store {
     let mut options = StoreOptions::default();
     options.retry_backoff = Duration::from_millis(5);
+    options.retries = retries;
     options.config = server.config();
     Store::open_with(&server.url(), options).expect("the test server's URL opens")
 }
@@ -158,5 +168,59 @@ fn a_corrupt_object_is_refused_and_the_next_endpoint_serves_it() {
         assert!(s3.stats().downloads() > gets, "the store was tried first");
         let want = origin.cache().stat(&id(5)).unwrap().digest;
         assert_eq!(local.cache().stat(&id(5)).unwrap().digest, want);
+    });
+}
+
+#[test]
+fn a_retryable_store_failure_is_retried_in_the_next_round() {
+    run(async {
+        let s3 = S3Server::start().await;
+        // No retry inside the store: its first failure is the Downloader's to handle.
+        let store = s3_store_with(&s3, 0);
+        uploaded(&store, &id(6)).await;
+        s3.faults().once(Fault::Status(503));
+        let downloader = fast(Vec::<String>::new()).store(store.clone()).build().unwrap();
+        let local = TempCache::new();
+        let downloaded = downloader.download(local.cache(), &id(6)).await.unwrap();
+        assert_eq!(downloaded.endpoint(), Some(store.url()));
+        assert_eq!(downloaded.attempts(), 2, "the 503, then the retry next round");
+
+        // Refused credentials are not retried: the store is ruled out after one attempt.
+        let mut options = StoreOptions::default();
+        options.config = s3.config();
+        options.config.retain(|(key, _)| !key.contains("secret"));
+        options.config.push(("aws_secret_access_key".into(), "wrong".into()));
+        let refused = Store::open_with(&s3.url(), options).unwrap();
+        let gets = s3.stats().downloads();
+        let downloader = fast(Vec::<String>::new()).store(refused).attempts(3).build().unwrap();
+        let err = downloader.download(TempCache::new().cache(), &id(6)).await.unwrap_err();
+        let Error::Store { source, .. } = &err else { panic!("{err:?}") };
+        assert!(source.is_auth(), "{source:?}");
+        assert_eq!(s3.stats().downloads() - gets, 1, "one attempt, not three");
+    });
+}
+
+#[test]
+fn the_per_endpoint_limit_bounds_downloads_from_a_store() {
+    run(async {
+        let s3 = S3Server::start().await;
+        let store = s3_store(&s3);
+        let ids: Vec<ArtifactId> = (10..16).map(id).collect();
+        for id in &ids {
+            uploaded(&store, id).await;
+        }
+        // Each GET lingers, so that downloads left unbounded would overlap at the server.
+        s3.faults().always(Fault::Delay(Duration::from_millis(30)));
+        let downloader = fast(Vec::<String>::new())
+            .store(store)
+            .per_endpoint(1)
+            .concurrency(16)
+            .build()
+            .unwrap();
+        let local = TempCache::new();
+        for (id, result) in downloader.download_many(local.cache(), ids).await {
+            assert!(result.unwrap().transferred(), "{id}");
+        }
+        assert_eq!(s3.stats().peak_in_flight(), 1, "one request at a time to the store");
     });
 }
