@@ -224,3 +224,24 @@ fn the_per_endpoint_limit_bounds_downloads_from_a_store() {
         assert_eq!(s3.stats().peak_in_flight(), 1, "one request at a time to the store");
     });
 }
+
+#[test]
+fn an_upload_to_a_store_endpoint_puts_the_object() {
+    run(async {
+        let s3 = S3Server::start().await;
+        let store = s3_store(&s3);
+        let origin = TempCache::new();
+        let meta = commit_tree(origin.cache(), &id(20), 10_000);
+        let downloader = fast(Vec::<String>::new()).store(store.clone()).build().unwrap();
+
+        let uploaded = downloader.upload(origin.cache(), &id(20)).await.unwrap();
+        assert_eq!(uploaded.endpoint, store.url());
+        assert_eq!(uploaded.outcome, artifact_http::UploadOutcome::Created);
+        assert!(uploaded.bytes > 0);
+        let info = store.head(&id(20)).await.unwrap().expect("the object is there");
+        assert_eq!(info.digest, meta.digest);
+
+        let again = downloader.upload(origin.cache(), &id(20)).await.unwrap();
+        assert_eq!(again.outcome, artifact_http::UploadOutcome::Exists);
+    });
+}
