@@ -81,6 +81,31 @@ impl Store {
     /// committing or aborting: the caller decides (commit with the returned summary, or empty
     /// the directory and try another source). On failure the directory may hold part of the
     /// tree. [`download_into`](Store::download_into) is this, then the commit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use artifact_cache::Cache;
+    /// use artifact_store::Store;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::create_dir(dir.path().join("bucket"))?;
+    /// let store = Store::open(&format!("file://{}", dir.path().join("bucket").display()))?;
+    /// let (here, there) = (Cache::open(dir.path().join("a"))?, Cache::open(dir.path().join("b"))?);
+    /// let id = "5eed".parse()?;
+    /// let writer = here.create(&id)?;
+    /// std::fs::write(writer.path().join("hello.txt"), "hi")?;
+    /// writer.commit()?;
+    /// store.upload(&here, &id).await?;
+    ///
+    /// let writer = there.create(&id)?;
+    /// let summary = store.receive_into(&writer).await?;
+    /// assert_eq!(summary.files, 1);
+    /// writer.commit_with(&summary)?; // or abort it, and try elsewhere
+    /// assert!(there.get(&id).is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn receive_into(&self, writer: &WriteGuard) -> Result<tarstream::Summary, Error> {
         self.receive(writer).await.map_err(|err| self.inner.counted(err))
     }

@@ -56,7 +56,7 @@ impl DownloaderBuilder {
     /// let dir = tempfile::tempdir()?;
     /// let (here, there) = (Cache::open(dir.path().join("here"))?, Cache::open(dir.path().join("there"))?);
     /// let id = "5eed".parse()?;
-    /// let mut writer = here.create(&id)?;
+    /// let writer = here.create(&id)?;
     /// std::fs::write(writer.path().join("hello.txt"), "hi")?;
     /// writer.commit()?;
     ///
