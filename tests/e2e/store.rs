@@ -236,3 +236,43 @@ async fn read_through_is_one_store_download_and_a_down_store_spares_local_hits()
     .unwrap();
     assert_eq!((hit, miss), (200, 503));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_tries_stores_and_peers_as_one_ordered_list() {
+    let s3 = S3Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = tree(dir.path());
+    let store = format!("{}/order", s3.url());
+    let peer_root = dir.path().join("peer");
+    ok(&run(with_store(&s3, &peer_root).args(["add", "f00d", src.to_str().unwrap()])));
+    // The peer reads and writes through a bucket prefix of its own, not the one asked first.
+    let peer = serve(&s3, &peer_root, &format!("{}/peer", s3.url()));
+
+    // The store lacks it: the peer after it serves it, in the same download.
+    let there = dir.path().join("there");
+    let out = run(with_store(&s3, &there)
+        .args(["--json", "get", "f00d", "--from", &store])
+        .args(["--from", &peer.url]));
+    let result: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(result["endpoint"], peer.url.as_str(), "{result}");
+    assert_eq!(result["attempts"], 2, "the store's miss, then the peer: {result}");
+
+    // Stored, then damaged: the store is refused and the peer serves it.
+    ok(&run(with_store(&s3, &peer_root).args(["put", "f00d", "--to", &store])));
+    let object = s3.object_file("order/f00d.tar");
+    let mut bytes = fs::read(&object).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    fs::write(&object, &bytes).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    let out = run(with_store(&s3, &elsewhere)
+        .args(["--json", "get", "f00d", "--from", &store])
+        .args(["--from", &peer.url]));
+    let result: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(result["endpoint"], peer.url.as_str(), "{result}");
+
+    // The damaged store alone: exit 5, the corrupt status.
+    let alone =
+        run(with_store(&s3, &dir.path().join("alone")).args(["get", "f00d", "--from", &store]));
+    assert_eq!(code(&alone), 5, "{}", stderr(&alone));
+}

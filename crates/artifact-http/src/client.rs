@@ -8,6 +8,8 @@ mod flight;
 mod progress;
 mod resume;
 mod sources;
+#[cfg(feature = "store")]
+mod store;
 mod upload;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -92,6 +94,43 @@ struct Endpoint {
     base: Arc<str>,
     /// Requests in flight to it.
     permits: Semaphore,
+    /// The object store it is, for a store endpoint (feature `store`).
+    #[cfg(feature = "store")]
+    store: Option<artifact_store::Store>,
+}
+
+impl Inner {
+    /// `eligible` with the store endpoints left out: those a range request may go to.
+    fn http_only(&self, eligible: &[bool]) -> Vec<bool> {
+        eligible.iter().zip(&self.endpoints).map(|(e, endpoint)| *e && endpoint.is_http()).collect()
+    }
+}
+
+impl Endpoint {
+    /// Whether this is an HTTP peer (which range requests and many-source downloads can use).
+    fn is_http(&self) -> bool {
+        #[cfg(feature = "store")]
+        return self.store.is_none();
+        #[cfg(not(feature = "store"))]
+        true
+    }
+}
+
+/// An endpoint as given to the builder.
+enum Given {
+    Url(String),
+    #[cfg(feature = "store")]
+    Store(artifact_store::Store),
+}
+
+impl Given {
+    fn url(&self) -> &str {
+        match self {
+            Given::Url(url) => url,
+            #[cfg(feature = "store")]
+            Given::Store(store) => store.url(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -148,7 +187,7 @@ impl std::fmt::Debug for Downloader {
 /// ```
 #[must_use]
 pub struct DownloaderBuilder {
-    endpoints: Vec<String>,
+    endpoints: Vec<Given>,
     settings: Settings,
     client: Option<reqwest::Client>,
     ca_cert: Option<std::path::PathBuf>,
@@ -188,15 +227,17 @@ impl Default for DownloaderBuilder {
 
 impl DownloaderBuilder {
     /// Adds a server (`http://host:port`, optionally with a path prefix). Endpoints are tried
-    /// in the order added.
+    /// in the order added. With the `store` feature, an object-store URL (`s3://`, `gs://`,
+    /// `az://`, `file://`) adds that store, opened by [`build`](Self::build) (see
+    /// [`store`](Self::store)).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoints.push(url.into());
+        self.endpoints.push(Given::Url(url.into()));
         self
     }
 
     /// Adds several servers, in order.
     pub fn endpoints<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
-        self.endpoints.extend(urls.into_iter().map(Into::into));
+        self.endpoints.extend(urls.into_iter().map(|url| Given::Url(url.into())));
         self
     }
 
@@ -388,6 +429,8 @@ impl DownloaderBuilder {
     ///
     /// [`Error::InvalidEndpoint`] for an endpoint that is not an `http` URL (or `https`, with
     /// the `tls` feature), or has a query or fragment; also when there are none. With the
+    /// `store` feature, a store URL that [`Store::open`](artifact_store::Store::open) refuses
+    /// is one too. With the
     /// `tls` feature, `Error::Tls` for a `ca_cert` file that cannot be read
     /// or holds no certificate.
     pub fn build(self) -> Result<Downloader, Error> {
@@ -400,10 +443,26 @@ impl DownloaderBuilder {
         let endpoints = self
             .endpoints
             .iter()
-            .map(|url| {
+            .map(|given| {
+                let permits = Semaphore::new(self.settings.per_endpoint);
+                let url = match given {
+                    Given::Url(url) => url,
+                    #[cfg(feature = "store")]
+                    Given::Store(store) => {
+                        let base = store.url().into();
+                        return Ok(Endpoint { base, permits, store: Some(store.clone()) });
+                    }
+                };
+                #[cfg(feature = "store")]
+                if store::is_store_url(url) {
+                    let store = store::open(url)?;
+                    return Ok(Endpoint { base: store.url().into(), permits, store: Some(store) });
+                }
                 Ok(Endpoint {
                     base: check_endpoint(url)?.into(),
-                    permits: Semaphore::new(self.settings.per_endpoint),
+                    permits,
+                    #[cfg(feature = "store")]
+                    store: None,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -420,7 +479,7 @@ impl DownloaderBuilder {
             )?
             .build()
             .map_err(|err| Error::InvalidEndpoint {
-                url: self.endpoints[0].clone(),
+                url: self.endpoints[0].url().to_owned(),
                 reason: format!("cannot build the HTTP client: {err}"),
             })?,
         };

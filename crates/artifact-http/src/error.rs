@@ -214,6 +214,20 @@ pub enum Error {
         #[source]
         source: Arc<reqwest::Error>,
     },
+    /// An object-store endpoint of a [`Downloader`](crate::Downloader) failed (feature
+    /// `store`): the artifact is absent there, the store refused the credentials, was
+    /// unreachable, or holds a damaged object.
+    #[cfg(feature = "store")]
+    #[error("store {endpoint} failed for artifact {id}")]
+    Store {
+        /// The artifact.
+        id: ArtifactId,
+        /// The store URL.
+        endpoint: String,
+        /// What the store said.
+        #[source]
+        source: Arc<artifact_store::Error>,
+    },
     /// A server-side i/o operation failed (accepting connections, for example).
     #[error("server i/o failed: {what}")]
     Io {
@@ -288,6 +302,8 @@ impl Error {
             Error::Stream { source, .. } => source.is_truncated() || source.is_io(),
             Error::DigestMismatch { .. } => true,
             Error::Cache { source, .. } => source.is_retryable(),
+            #[cfg(feature = "store")]
+            Error::Store { source, .. } => source.is_retryable(),
             _ => false,
         }
     }
@@ -312,6 +328,8 @@ impl Error {
             Error::Connect { .. } | Error::Transfer { .. } | Error::TlsHandshake { .. } => true,
             #[cfg(feature = "tls")]
             Error::Tls { .. } => false,
+            #[cfg(feature = "store")]
+            Error::Store { source, .. } => source.is_remote(),
             Error::InvalidEndpoint { .. }
             | Error::Cache { .. }
             | Error::Local { .. }
@@ -351,6 +369,8 @@ impl Error {
             | Error::TlsHandshake { endpoint, .. } => Some(endpoint),
             #[cfg(feature = "tls")]
             Error::Tls { .. } => None,
+            #[cfg(feature = "store")]
+            Error::Store { endpoint, .. } => Some(endpoint),
             Error::Timeout { endpoint, .. } => endpoint.as_deref(),
             Error::NotFound { .. }
             | Error::Cache { .. }
@@ -381,6 +401,10 @@ impl Error {
     /// Whether this is a 404 from one endpoint (the failover loop moves on without retrying).
     #[cfg(feature = "client")]
     pub(crate) fn is_absent_here(&self) -> bool {
+        #[cfg(feature = "store")]
+        if let Error::Store { source, .. } = self {
+            return matches!(**source, artifact_store::Error::NotFound { .. });
+        }
         matches!(self, Error::Status { status: 404, .. })
     }
 }

@@ -60,6 +60,7 @@
 //! | `client` | yes | [`Downloader`], [`download`], [`upload`] (reqwest, plain HTTP) |
 //! | `tls` | no | HTTPS: `https://` endpoints for the client, `ServerConfig::tls` and `TlsConfig` for the server (rustls with aws-lc-rs; a C crypto build) |
 //! | `zstd` | no | zstd transfer encoding: `Accept-Encoding`/`Content-Encoding: zstd` |
+//! | `store` | no | object stores (artifact-store): the server reads and writes through one (`ServerConfig::store`); with `client`, a [`Downloader`]'s endpoints may be stores (`DownloaderBuilder::store`, or `s3://`, `gs://`, `az://`, `file://` URLs), mixed with peers in one ordered list |
 
 // Every error names its `ArtifactId`, which artifact-cache keeps inline (up to 64 bytes), so
 // errors are large; they are also cold (one per failed transfer), so boxing buys nothing.

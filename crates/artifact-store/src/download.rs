@@ -76,7 +76,55 @@ impl Store {
         self.fetch(cache, writer).await.map_err(|err| self.inner.counted(err))
     }
 
+    /// Fills the directory of `writer` (a fresh cache writer) from the artifact's object and
+    /// checks the received tree against the digest in the object's metadata, without
+    /// committing or aborting: the caller decides (commit with the returned summary, or empty
+    /// the directory and try another source). On failure the directory may hold part of the
+    /// tree. [`download_into`](Store::download_into) is this, then the commit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use artifact_cache::Cache;
+    /// use artifact_store::Store;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::create_dir(dir.path().join("bucket"))?;
+    /// let store = Store::open(&format!("file://{}", dir.path().join("bucket").display()))?;
+    /// let (here, there) = (Cache::open(dir.path().join("a"))?, Cache::open(dir.path().join("b"))?);
+    /// let id = "5eed".parse()?;
+    /// let writer = here.create(&id)?;
+    /// std::fs::write(writer.path().join("hello.txt"), "hi")?;
+    /// writer.commit()?;
+    /// store.upload(&here, &id).await?;
+    ///
+    /// let writer = there.create(&id)?;
+    /// let summary = store.receive_into(&writer).await?;
+    /// assert_eq!(summary.files, 1);
+    /// writer.commit_with(&summary)?; // or abort it, and try elsewhere
+    /// assert!(there.get(&id).is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn receive_into(&self, writer: &WriteGuard) -> Result<tarstream::Summary, Error> {
+        self.receive(writer).await.map_err(|err| self.inner.counted(err))
+    }
+
     async fn fetch(&self, cache: &Cache, writer: WriteGuard) -> Result<ReadGuard, Error> {
+        let id = *writer.id();
+        let summary = match self.receive(&writer).await {
+            Ok(summary) => summary,
+            Err(err) => return Err(abort(writer, err).await),
+        };
+        let cache = cache.clone();
+        blocking(id, move || {
+            writer.commit_with(&summary)?;
+            cache.get(&id)
+        })
+        .await
+    }
+
+    async fn receive(&self, writer: &WriteGuard) -> Result<tarstream::Summary, Error> {
         let inner = &self.inner;
         let id = *writer.id();
         let path = inner.object_path(&id);
@@ -111,31 +159,25 @@ impl Store {
         let stored = failure.lock().unwrap_or_else(PoisonError::into_inner).take();
         let summary = match (received, stored) {
             (Ok(summary), _) => summary,
-            (Err(_), Some(err)) => return Err(abort(writer, err).await),
+            (Err(_), Some(err)) => return Err(err),
             (Err(err), None) => {
                 let err = receive_error(id, &inner.url, err);
                 if err.is_corrupt() {
                     tracing::warn!(error = %err, "object is not a valid tar stream; nothing kept");
                 }
-                return Err(abort(writer, err).await);
+                return Err(err);
             }
         };
         if summary.digest != fields.digest {
             tracing::warn!(expected = %fields.digest, actual = %summary.digest, "digest mismatch; nothing kept");
-            let err = Error::Corrupt {
+            return Err(Error::Corrupt {
                 id,
                 store: inner.url.clone(),
                 expected: Box::new(fields.digest),
                 actual: Box::new(summary.digest),
-            };
-            return Err(abort(writer, err).await);
+            });
         }
-        let cache = cache.clone();
-        blocking(id, move || {
-            writer.commit_with(&summary)?;
-            cache.get(&id)
-        })
-        .await
+        Ok(summary)
     }
 }
 

@@ -45,7 +45,8 @@
 //!
 //! - [`Store`]: [`open`](Store::open) a URL (`s3://BUCKET[/PREFIX]`, `gs://…`, `az://…`,
 //!   `file:///DIR`), then [`head`](Store::head) → [`ObjectInfo`], [`download`](Store::download)
-//!   / [`download_into`](Store::download_into) into a cache, [`upload`](Store::upload) →
+//!   / [`download_into`](Store::download_into) into a cache ([`receive_into`](Store::receive_into)
+//!   when the caller commits), [`upload`](Store::upload) →
 //!   [`Uploaded`], [`delete`](Store::delete), [`list`](Store::list), [`check`](Store::check);
 //!   [`stats`](Store::stats) → [`Stats`].
 //! - [`StoreOptions`]: part size and parallelism of large transfers, retries, timeouts.

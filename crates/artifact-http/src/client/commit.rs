@@ -99,7 +99,7 @@ pub(super) fn receive_and_commit(
 }
 
 /// Deletes everything inside `dir` (not following symlinks).
-fn empty_dir(dir: &std::path::Path) -> io::Result<()> {
+pub(super) fn empty_dir(dir: &std::path::Path) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {

@@ -125,7 +125,7 @@ pub(super) fn cache_error(id: ArtifactId, err: artifact_cache::Error) -> Error {
 }
 
 /// The outcome of one attempt.
-enum Attempt {
+pub(super) enum Attempt {
     Done(ReadGuard, Outcome),
     /// Failed; the writer comes back (emptied) for the next attempt.
     Failed(WriteGuard, Error, Outcome),
@@ -135,13 +135,13 @@ enum Attempt {
 
 /// What one attempt (its first request and the range requests that resumed it) moved.
 #[derive(Debug, Default)]
-struct Outcome {
+pub(super) struct Outcome {
     /// Body bytes received.
-    received: u64,
+    pub(super) received: u64,
     /// Requests made and bytes per endpoint.
-    trail: Trail,
+    pub(super) trail: Trail,
     /// The tree was checked against a digest its server announced.
-    verified: bool,
+    pub(super) verified: bool,
 }
 
 impl Inner {
@@ -177,7 +177,7 @@ impl Inner {
                     break 'rounds;
                 }
                 attempts += 1;
-                let resume = (!whole_only).then(|| (eligible.clone(), budget - attempts));
+                let resume = (!whole_only).then(|| (self.http_only(&eligible), budget - attempts));
                 let attempt =
                     self.attempt(cache, id, index, writer, attempts, gate, resume, refetched).await;
                 let (error, outcome) = match attempt {
@@ -324,6 +324,10 @@ impl Inner {
         refetched_before: u64,
     ) -> Attempt {
         let endpoint = &self.endpoints[index];
+        #[cfg(feature = "store")]
+        if endpoint.store.is_some() {
+            return self.store_attempt(cache, id, index, writer, attempt, gate).await;
+        }
         let mut outcome = Outcome::default();
         outcome.trail.requests = 1;
         outcome.trail.last = index;

@@ -98,7 +98,12 @@ impl Inner {
                     continue;
                 }
                 attempts += 1;
-                match self.upload_to(endpoint, id, &reader, attempts).await {
+                let uploaded = match () {
+                    #[cfg(feature = "store")]
+                    () if !endpoint.is_http() => self.store_upload(index, cache, id).await,
+                    () => self.upload_to(endpoint, id, &reader, attempts).await,
+                };
+                match uploaded {
                     Ok((outcome, bytes)) => {
                         info!(endpoint = %endpoint.base, ?outcome, bytes, ms = started.elapsed().as_millis() as u64, "uploaded");
                         return Ok(Uploaded {

@@ -16,6 +16,8 @@ mod server;
 mod small;
 mod sources;
 mod status;
+#[cfg(feature = "store")]
+mod store;
 mod support;
 #[cfg(feature = "tls")]
 mod tls;

@@ -122,10 +122,6 @@ pub(crate) fn get(ctx: &Context, mut args: GetArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         check_out(out)?;
     }
-    #[cfg(feature = "store")]
-    if args.from.iter().any(|url| crate::cmd::store::is_store_url(url)) {
-        return crate::cmd::store::get(ctx, args);
-    }
     let id = parse_id(&args.id)?;
     let timeout = match args.timeout {
         Some(secs) if !(secs.is_finite() && secs > 0.0) => {
@@ -297,6 +293,12 @@ fn net_failure(err: Error) -> anyhow::Error {
         Error::DigestMismatch { .. } => Exit::Corrupt,
         Error::Cache { source, .. } => exit_for(source),
         Error::Status { status: 409 | 503, .. } => Exit::Busy,
+        #[cfg(feature = "store")]
+        Error::Store { source, .. } => match &**source {
+            artifact_store::Error::Cache { source, .. } => exit_for(source),
+            source if source.is_corrupt() => Exit::Corrupt,
+            _ => Exit::Failure,
+        },
         _ => Exit::Failure,
     };
     fail(exit, err)

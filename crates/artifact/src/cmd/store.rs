@@ -1,7 +1,8 @@
-//! Object-store URLs on the command line (feature `store`): `get --from` lists that mix
-//! stores and peers, `put --to` a store, `ls --from` a store, and the store of `serve --store`.
+//! Object-store URLs on the command line (feature `store`): `put --to` a store, `ls --from` a
+//! store, and the store of `serve --store`. (`get --from` takes stores among its endpoints
+//! through the `Downloader`: see `cmd::net`.)
 
-use std::{io::Write, time::Instant};
+use std::io::Write;
 
 use anyhow::anyhow;
 use artifact_cache::ArtifactId;
@@ -9,8 +10,8 @@ use artifact_store::{Error, Store, UploadOutcome};
 
 use crate::{
     Context,
-    cli::{GetArgs, LsArgs, PutArgs},
-    cmd::local::{count, exit_for, open, parse_id},
+    cli::{LsArgs, PutArgs},
+    cmd::local::{exit_for, open, parse_id},
     exit::{Exit, fail},
     size::human,
 };
@@ -31,87 +32,6 @@ pub(crate) async fn check(store: &Store) -> anyhow::Result<()> {
         let exit = if err.is_auth() { Exit::Usage } else { Exit::Failure };
         fail(exit, anyhow::Error::new(err).context(format!("cannot use the store {}", store.url())))
     })
-}
-
-/// `get ID --from URL...` where some URLs are stores: each run of consecutive peers is one
-/// `Downloader` (failover and retries among them), each store is tried on its own, in the
-/// order given; a remote failure moves on to the next source, a local one stops.
-pub(crate) fn get(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
-    let id = parse_id(&args.id)?;
-    let cache = open(ctx)?;
-    let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| anyhow!(err).context("starting tokio"))?;
-    let mut last: Option<anyhow::Error> = None;
-    let mut rest = args.from.as_slice();
-    while let Some(first) = rest.first() {
-        let (source, result) = if is_store_url(first) {
-            rest = &rest[1..];
-            let store = open_store(first)?;
-            let got = runtime.block_on(store.download(&cache, &id));
-            match got {
-                Ok(reader) => (first.clone(), Ok(reader.metadata().clone())),
-                Err(err) if err.is_remote() => {
-                    eprintln!("artifact: {first}: {err}");
-                    (first.clone(), Err(store_failure(err)))
-                }
-                Err(err) => return Err(store_failure(err)),
-            }
-        } else {
-            let peers = rest.iter().take_while(|url| !is_store_url(url)).count();
-            let (group, tail) = rest.split_at(peers);
-            rest = tail;
-            let downloader = crate::cmd::net::client(&args.transfer)?
-                .endpoints(group)
-                .build()
-                .map_err(|err| fail(Exit::Usage, err))?;
-            match runtime.block_on(downloader.download(&cache, &id)) {
-                Ok(downloaded) => (
-                    downloaded.endpoint().unwrap_or(&group[0]).to_owned(),
-                    Ok(downloaded.metadata().clone()),
-                ),
-                Err(err) if err.is_remote() => {
-                    eprintln!("artifact: {}: {err}", group.join(", "));
-                    let exit = if err.is_not_found() { Exit::NotFound } else { Exit::Failure };
-                    (group[0].clone(), Err(fail(exit, err)))
-                }
-                Err(err) => return Err(fail(Exit::Failure, err)),
-            }
-        };
-        match result {
-            Ok(meta) => {
-                if let Some(out) = &args.out {
-                    let reader = cache.get(&id).map_err(crate::cmd::local::cache_failure)?;
-                    let how = crate::cmd::net::placement(&args);
-                    crate::cmd::place::place(reader.path(), out, how)?;
-                }
-                let secs = started.elapsed().as_secs_f64();
-                if ctx.json {
-                    let result = serde_json::json!({
-                        "id": id,
-                        "endpoint": source,
-                        "seconds": secs,
-                        "size": meta.size,
-                        "files": meta.files,
-                        "digest": meta.digest.to_string(),
-                        "out": args.out,
-                    });
-                    println!("{result}");
-                } else {
-                    println!(
-                        "got {id} from {source}: {}, {} in {secs:.2} s",
-                        count(meta.files, "file"),
-                        human(meta.size)
-                    );
-                }
-                return Ok(());
-            }
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(last.unwrap_or_else(|| fail(Exit::Usage, anyhow!("no source to get {id} from"))))
 }
 
 /// `put ID --to STORE`.
