@@ -34,6 +34,7 @@ const DEPTH: usize = 4;
 /// [`serve`](crate::serve) accepts (`TCP_NOTSENT_LOWAT`) that room follows what the client
 /// reads within a few tens of KiB, so `idle` measures the client's progress, not the depth of
 /// the kernel's buffers.
+#[cfg_attr(not(feature = "client"), allow(dead_code))] // the server sends through `send_part`
 pub(crate) fn send_stream<H: Send + 'static>(
     dir: PathBuf,
     hold: H,

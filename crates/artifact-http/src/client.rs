@@ -445,6 +445,8 @@ impl DownloaderBuilder {
             .iter()
             .map(|given| {
                 let permits = Semaphore::new(self.settings.per_endpoint);
+                // One arm only without the `store` feature.
+                #[allow(clippy::infallible_destructuring_match)]
                 let url = match given {
                     Given::Url(url) => url,
                     #[cfg(feature = "store")]

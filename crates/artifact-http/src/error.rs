@@ -472,6 +472,7 @@ pub(crate) fn error_brief(err: &(dyn std::error::Error + 'static)) -> String {
 /// An error and its sources on one line, `error: source: source...`, for logs and for the
 /// messages a server sends its clients.
 #[cfg(any(feature = "server", feature = "client"))]
+#[cfg_attr(not(any(feature = "server", feature = "tls")), allow(dead_code))]
 pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
