@@ -201,8 +201,8 @@ impl DownloaderBuilder {
     /// Whether an answer must announce its tree digest (`X-Artifact-Digest`) to be accepted
     /// (default true). With `false`, a bare tar stream (the original seed server's answer) is
     /// accepted when it is valid and complete, and committed with the digest computed on
-    /// receipt ([`Downloaded::verified`] is then false); a 400 whose message says "not found"
-    /// then counts as a miss on that endpoint, like a 404.
+    /// receipt ([`Downloaded::verified`](super::Downloaded::verified) is then false); a 400
+    /// whose message says "not found" then counts as a miss on that endpoint, like a 404.
     ///
     /// ```
     /// let downloader = artifact_http::Downloader::builder()
