@@ -107,7 +107,7 @@ fn measure(
 ) -> anyhow::Result<(Vec<Single>, Vec<Concurrent>)> {
     let www = root.join("www");
     fs::create_dir_all(&www)?;
-    let nginx = Nginx::start(&root.join("nginx"), &www)?;
+    let nginx = Nginx::start(&root.join("nginx"), &www, "")?;
     let server = Server::start(artifact, &root.join("server"), &root.join("serve.log"))?;
     let mut singles = Vec::new();
     for (n, name) in SINGLE.iter().enumerate() {
@@ -319,13 +319,14 @@ impl Server {
 }
 
 /// nginx on 127.0.0.1, serving `www`, with everything of its own under `dir`.
-struct Nginx {
+pub(crate) struct Nginx {
     daemon: Daemon,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Nginx {
-    fn start(dir: &Path, www: &Path) -> anyhow::Result<Nginx> {
+    /// `extra`: more directives for the `http` block, each line indented and ended.
+    pub(crate) fn start(dir: &Path, www: &Path, extra: &str) -> anyhow::Result<Nginx> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let built =
             String::from_utf8_lossy(&Command::new(NGINX).arg("-V").output()?.stderr).into_owned();
@@ -345,7 +346,7 @@ impl Nginx {
             format!(
                 "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
                  events {{ worker_connections 1024; }}\n\
-                 http {{\n    access_log off;\n    sendfile on;\n    tcp_nopush on;\n    \
+                 http {{\n    access_log off;\n    sendfile on;\n    tcp_nopush on;\n{extra}    \
                  default_type application/x-tar;\n{temp}    \
                  server {{\n        listen 127.0.0.1:{port};\n        root {};\n    }}\n}}\n",
                 path(www)
@@ -366,7 +367,7 @@ impl Nginx {
         Ok(Nginx { daemon, url: format!("http://127.0.0.1:{port}") })
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill").args(["-QUIT", &self.daemon.0.id().to_string()]).status();
         let _ = self.daemon.0.wait();
     }
@@ -385,7 +386,7 @@ impl Drop for Daemon {
 }
 
 /// Installs Debian's nginx-light if there is no nginx.
-fn ensure_nginx() -> anyhow::Result<()> {
+pub(crate) fn ensure_nginx() -> anyhow::Result<()> {
     if Path::new(NGINX).is_file() {
         return Ok(());
     }
@@ -440,7 +441,7 @@ pub(crate) fn progress() {
     let _ = std::io::stdout().flush();
 }
 
-fn nginx_version() -> String {
+pub(crate) fn nginx_version() -> String {
     Command::new(NGINX)
         .arg("-v")
         .output()

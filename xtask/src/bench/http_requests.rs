@@ -14,18 +14,18 @@
 use std::{
     env, fs,
     io::{BufRead, BufReader},
-    net::{TcpListener, TcpStream},
     path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, bail, ensure};
 
-use super::tarstream::{command_line, first_line, machine, median_of, path};
+use super::{
+    http::{Daemon, Nginx, nginx_version, remove},
+    tarstream::{command_line, first_line, machine, median_of, path},
+};
 use crate::prereq;
 
-const NGINX: &str = "/usr/sbin/nginx";
 /// The artifact's id (and, with `.tar`, the file nginx serves).
 const ID: &str = "5a11";
 const MISSING: &str = "0bad";
@@ -116,7 +116,12 @@ fn measure(artifact: &Path, root: &Path, runs: usize, secs: u64) -> anyhow::Resu
     let tar = www.join(format!("{ID}.tar"));
     let fetched = Command::new("curl").args(["-sSf", "-o", path(&tar), &ours_hit]).status()?;
     ensure!(fetched.success(), "curl could not fetch the artifact from artifact serve");
-    let nginx = Nginx::start(&root.join("nginx"), &www)?;
+    // No not-found log, and keep-alive connections as long as wrk's.
+    let nginx = Nginx::start(
+        &root.join("nginx"),
+        &www,
+        "    log_not_found off;\n    keepalive_requests 1000000;\n",
+    )?;
     let theirs_hit = format!("{}/{ID}.tar", nginx.url);
     let theirs_miss = format!("{}/{MISSING}.tar", nginx.url);
     let from_nginx = Command::new("curl").args(["-sSf", &theirs_hit]).output()?;
@@ -322,89 +327,6 @@ impl Server {
         let status = self.daemon.0.wait()?;
         ensure!(status.success(), "artifact serve did not shut down cleanly: {status}");
         Ok(())
-    }
-}
-
-/// nginx on 127.0.0.1 serving `www`, everything of its own under `dir`.
-struct Nginx {
-    daemon: Daemon,
-    url: String,
-}
-
-impl Nginx {
-    fn start(dir: &Path, www: &Path) -> anyhow::Result<Nginx> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let built =
-            String::from_utf8_lossy(&Command::new(NGINX).arg("-V").output()?.stderr).into_owned();
-        let mut temp = String::new();
-        for module in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            let without = format!("--without-http_{module}_module");
-            if module == "client_body" || !built.contains(&without) {
-                let tmp = dir.join("tmp").join(module);
-                fs::create_dir_all(&tmp)?;
-                temp.push_str(&format!("    {module}_temp_path {};\n", path(&tmp)));
-            }
-        }
-        let conf = dir.join("nginx.conf");
-        let d = path(dir);
-        fs::write(
-            &conf,
-            format!(
-                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-                 events {{ worker_connections 1024; }}\n\
-                 http {{\n    access_log off;\n    log_not_found off;\n    sendfile on;\n    \
-                 tcp_nopush on;\n    keepalive_requests 1000000;\n    \
-                 default_type application/x-tar;\n{temp}    \
-                 server {{\n        listen 127.0.0.1:{port};\n        root {};\n    }}\n}}\n",
-                path(www)
-            ),
-        )?;
-        let daemon = Daemon(
-            Command::new(NGINX)
-                .args(["-p", d, "-c", path(&conf), "-e", &format!("{d}/error.log")])
-                .stdout(Stdio::null())
-                .spawn()
-                .context("starting nginx")?,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            ensure!(Instant::now() < deadline, "nginx did not listen on port {port} (see {d})");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Nginx { daemon, url: format!("http://127.0.0.1:{port}") })
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill").args(["-QUIT", &self.daemon.0.id().to_string()]).status();
-        let _ = self.daemon.0.wait();
-    }
-}
-
-/// A background process, killed if still running when dropped (on an error).
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn nginx_version() -> String {
-    Command::new(NGINX)
-        .arg("-v")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().replace("nginx version: ", ""))
-        .unwrap_or_else(|_| "nginx: unknown".to_owned())
-}
-
-/// Removes a tree, read-only directories (as the cache makes them) included.
-fn remove(dir: &Path) {
-    if fs::remove_dir_all(dir).is_err() && dir.exists() {
-        let _ = Command::new("chmod").args(["-R", "u+w", path(dir)]).status();
-        let _ = fs::remove_dir_all(dir);
     }
 }
 

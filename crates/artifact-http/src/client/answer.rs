@@ -1,6 +1,7 @@
 //! The pieces of an answer below the retry loop: its header values, the bound on a stream
 //! from what a server announced, the low-speed check of a body, zstd decoding, and the
-//! errors made of failed requests and error answers.
+//! errors made of failed requests and error answers; `Inner::send`, one request under the token
+//! and the idle timeout.
 
 use std::{
     io,
@@ -16,8 +17,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use reqwest::header;
 
-use super::Endpoint;
-use crate::{Error, error::escape_remote, protocol};
+use super::{Endpoint, Inner};
+use crate::{Error, TimeoutKind, error::escape_remote, protocol};
 
 pub(super) type BoxStream<'a> =
     std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>>;
@@ -188,6 +189,36 @@ pub(super) async fn status_error(
         });
     let message = escape_remote(&message);
     Error::Status { id, endpoint: endpoint.base.to_string(), status, message, retry_after }
+}
+
+impl Inner {
+    /// `request` with the bearer token, if there is one.
+    pub(super) fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.settings.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends `request` with the token, waiting at most the idle timeout for the answer's head.
+    pub(super) async fn send(
+        &self,
+        id: ArtifactId,
+        endpoint: &Endpoint,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let idle = self.settings.idle_timeout;
+        match tokio::time::timeout(idle, self.authorized(request).send()).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(request_error(id, endpoint, err)),
+            Err(_) => Err(idle_error(id, endpoint, idle)),
+        }
+    }
+}
+
+/// The error of an endpoint that sent nothing for `after`.
+pub(super) fn idle_error(id: ArtifactId, endpoint: &Endpoint, after: Duration) -> Error {
+    Error::Timeout { id, endpoint: Some(endpoint.base.to_string()), what: TimeoutKind::Idle, after }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::{
     Downloaded, Downloader, Endpoint, Fetched, Inner,
-    answer::{BoxStream, decode, header_number, request_error, status_error, stream_bound},
+    answer::{BoxStream, decode, header_number, status_error, stream_bound},
     commit::{CloseOnDrop, Failure, Gate, Job, receive_and_commit},
     flight::Role,
     progress::{Progress, ProgressEvent},
@@ -498,25 +498,14 @@ impl Inner {
     async fn get(&self, id: ArtifactId, endpoint: &Endpoint) -> Result<reqwest::Response, Error> {
         let url = format!("{}{}", endpoint.base, protocol::artifact_path(&id));
         let mut request = self.http.get(&url);
-        if let Some(token) = &self.settings.token {
-            request = request.bearer_auth(token);
-        }
         if self.settings.zstd {
             request = request.header(header::ACCEPT_ENCODING, protocol::ZSTD);
         }
-        let idle = self.settings.idle_timeout;
-        let response = match tokio::time::timeout(idle, request.send()).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => return Err(request_error(id, endpoint, err)),
-            Err(_) => {
-                let endpoint = Some(endpoint.base.to_string());
-                return Err(Error::Timeout { id, endpoint, what: TimeoutKind::Idle, after: idle });
-            }
-        };
+        let response = self.send(id, endpoint, request).await?;
         if response.status() == StatusCode::OK {
             return Ok(response);
         }
-        Err(status_error(id, endpoint, response, idle).await)
+        Err(status_error(id, endpoint, response, self.settings.idle_timeout).await)
     }
 
     /// The best explanation of a failed receive: the body's fate, else the stream's.

@@ -23,9 +23,9 @@ use tracing::debug;
 
 use super::{
     Endpoint, Inner,
-    answer::{BoxStream, low_speed, request_error, status_error},
+    answer::{BoxStream, low_speed, status_error},
 };
-use crate::{Error, TimeoutKind, protocol};
+use crate::{Error, protocol};
 
 /// What the bodies of one attempt went through, shared between the splicing stream and the
 /// attempt that explains its failure.
@@ -226,23 +226,12 @@ impl Inner {
     ) -> Result<reqwest::Response, Error> {
         let url = format!("{}{}", endpoint.base, protocol::artifact_path(&id));
         let etag = protocol::etag(&digest);
-        let mut request = self
+        let request = self
             .http
             .get(&url)
             .header(header::RANGE, format!("bytes={}-{}", range.start, range.end - 1))
             .header(header::IF_RANGE, &etag);
-        if let Some(token) = &self.settings.token {
-            request = request.bearer_auth(token);
-        }
-        let idle = self.settings.idle_timeout;
-        let response = match tokio::time::timeout(idle, request.send()).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => return Err(request_error(id, endpoint, err)),
-            Err(_) => {
-                let endpoint = Some(endpoint.base.to_string());
-                return Err(Error::Timeout { id, endpoint, what: TimeoutKind::Idle, after: idle });
-            }
-        };
+        let response = self.send(id, endpoint, request).await?;
         let refuse =
             |reason: String| Error::Protocol { id, endpoint: endpoint.base.to_string(), reason };
         match response.status() {
@@ -250,7 +239,10 @@ impl Inner {
             StatusCode::OK => {
                 return Err(refuse("answered the whole stream to a range request".into()));
             }
-            _ => return Err(status_error(id, endpoint, response, idle).await),
+            _ => {
+                let idle = self.settings.idle_timeout;
+                return Err(status_error(id, endpoint, response, idle).await);
+            }
         }
         let text = |name: header::HeaderName| {
             response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)

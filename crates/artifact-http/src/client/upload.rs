@@ -19,7 +19,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::{
     Downloader, Endpoint, Inner,
-    answer::{request_error, status_error},
+    answer::{idle_error, request_error, status_error},
     fetch::cache_error,
     progress::ProgressEvent,
 };
@@ -151,12 +151,7 @@ impl Inner {
         let url = format!("{}{}", endpoint.base, protocol::artifact_path(&id));
         let idle = self.settings.idle_timeout;
         let local = reader.metadata().digest;
-        let head = self.authorized(self.http.head(&url));
-        let response = match tokio::time::timeout(idle, head.send()).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => return Err(request_error(id, endpoint, err)),
-            Err(_) => return Err(idle_error(id, endpoint, idle)),
-        };
+        let response = self.send(id, endpoint, self.http.head(&url)).await?;
         match response.status() {
             StatusCode::OK => {
                 check_remote_digest(id, endpoint, &response, local)?;
@@ -194,13 +189,6 @@ impl Inner {
         };
         check_remote_digest(id, endpoint, &response, local)?;
         Ok((outcome, sent.load(Relaxed)))
-    }
-
-    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.settings.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
     }
 
     /// The PUT body: the tar stream of the local artifact (compressed with zstd if asked),
@@ -249,10 +237,6 @@ impl Inner {
         });
         (counted.chain(end), done_rx)
     }
-}
-
-fn idle_error(id: ArtifactId, endpoint: &Endpoint, after: Duration) -> Error {
-    Error::Timeout { id, endpoint: Some(endpoint.base.to_string()), what: TimeoutKind::Idle, after }
 }
 
 /// Fails if the server announces a different tree under `id` than ours.
