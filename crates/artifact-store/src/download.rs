@@ -3,6 +3,7 @@
 //! digest in the object's metadata, and committed only if it matches.
 
 use std::{
+    collections::VecDeque,
     io,
     ops::Range,
     sync::{Arc, Mutex, PoisonError, atomic::Ordering::Relaxed},
@@ -10,9 +11,10 @@ use std::{
 };
 
 use artifact_cache::{ArtifactId, Cache, Fill, ReadGuard, WriteGuard};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
-use object_store::{Attributes, GetOptions, GetRange, path::Path};
+use object_store::{Attributes, GetOptions, GetRange, GetResult, path::Path};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::{Error, Store, meta::Fields, store::Inner};
@@ -20,29 +22,52 @@ use crate::{Error, Store, meta::Fields, store::Inner};
 /// How long `download` waits for another writer of the same id in this cache.
 const FILL_WAIT: Duration = Duration::from_secs(600);
 
-/// One part as received, counted in flight until it is handed to the receiver.
-struct Part<'a> {
-    bytes: Bytes,
-    size: u64,
-    e_tag: Option<String>,
-    attributes: Attributes,
-    _slot: Slot<'a>,
+/// One ranged GET in flight: a task of its own reads the part's body (continuing it with a
+/// request for the rest when it is cut) and queues the bytes for the receiver as they come, so
+/// the part being unpacked streams through and only the parts ahead of it wait in memory.
+struct Feed {
+    range: Range<u64>,
+    /// Bytes handed to the receiver so far.
+    drained: u64,
+    rx: mpsc::UnboundedReceiver<Result<Bytes, Error>>,
+    task: tokio::task::JoinHandle<()>,
+    /// Counted in [`Stats::parts_in_flight`](crate::Stats::parts_in_flight) until drained.
+    _slot: Slot,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        // A download that ends early (an error, a dropped future) stops its parts' requests.
+        self.task.abort();
+    }
 }
 
 /// A part counted in [`Stats::parts_in_flight`](crate::Stats::parts_in_flight) while it lives.
-struct Slot<'a>(&'a crate::Stats);
+struct Slot(Arc<Inner>);
 
-impl<'a> Slot<'a> {
-    fn new(stats: &'a crate::Stats) -> Slot<'a> {
-        stats.part_started();
-        Slot(stats)
+impl Slot {
+    fn new(inner: &Arc<Inner>) -> Slot {
+        inner.stats.part_started();
+        Slot(Arc::clone(inner))
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.part_done();
+        self.0.stats.part_done();
     }
+}
+
+/// The bytes of a range are handed to the receiver in pieces of this size, each one allocation
+/// of its own: the chunks an HTTP body arrives in are often slices of larger read buffers,
+/// which a part waiting whole would otherwise keep alive.
+const PIECE: usize = 512 * 1024;
+
+/// What the first answer says of the object, besides its first part.
+struct Head {
+    size: u64,
+    e_tag: Option<String>,
+    attributes: Attributes,
 }
 
 impl Store {
@@ -130,30 +155,50 @@ impl Store {
         let path = inner.object_path(&id);
         let part_size = inner.options.part_size as u64;
         let sidecar = if inner.sidecar { Some(inner.read_sidecar(id).await?) } else { None };
-        let first = inner.part(id, &path, 0..part_size, None).await?;
+        let (head, first) = inner.open_first(id, &path, 0..part_size).await?;
         let fields = match sidecar {
             Some(fields) => fields,
-            None => Fields::from_attributes(id, &inner.url, &first.attributes)?,
+            None => Fields::from_attributes(id, &inner.url, &head.attributes)?,
         };
-        let total = first.size;
-        let e_tag = first.e_tag.clone();
+        let total = head.size;
         tracing::debug!(bytes = total, parts = total.div_ceil(part_size), "downloading");
 
-        // The first part, then the others fetched `parallelism` ahead of the receiver, in order.
-        let failure: Arc<Mutex<Option<Error>>> = Arc::default();
+        // The first part, then the others, `parallelism` parts fetched at once, in order.
         let ranges = (part_size..total)
             .step_by(inner.options.part_size)
             .map(|start| start..(start + part_size).min(total));
-        let rest = stream::iter(ranges)
-            .map(|range| inner.part(id, &path, range, e_tag.clone()))
-            .buffered(inner.options.parallelism);
-        let body = stream::once(async { Ok(first) }).chain(rest).map(|part| match part {
-            Ok(part) => Ok(part.bytes),
-            Err(err) => {
+        let (path, e_tag) = (&path, &head.e_tag);
+        let mut feeds = VecDeque::with_capacity(inner.options.parallelism);
+        feeds.push_back(Feed::spawn(inner, id, path, 0..part_size.min(total), e_tag, Some(first)));
+        let failure: Arc<Mutex<Option<Error>>> = Arc::default();
+        let body = stream::unfold((feeds, ranges), move |(mut feeds, mut ranges)| async move {
+            loop {
+                while feeds.len() < inner.options.parallelism {
+                    let Some(range) = ranges.next() else { break };
+                    feeds.push_back(Feed::spawn(inner, id, path, range, e_tag, None));
+                }
+                let feed = feeds.front_mut()?;
+                let item = match feed.rx.recv().await {
+                    Some(Ok(bytes)) => {
+                        feed.drained += bytes.len() as u64;
+                        Ok(bytes)
+                    }
+                    Some(Err(err)) => Err(err),
+                    None if feed.drained == feed.range.end - feed.range.start => {
+                        feeds.pop_front();
+                        continue;
+                    }
+                    None => Err(short_part(id, &inner.url, &feed.range, feed.drained)),
+                };
+                return Some((item, (feeds, ranges)));
+            }
+        })
+        .map(|item| {
+            item.map_err(|err| {
                 let message = err.to_string();
                 *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
-                Err(io::Error::other(message))
-            }
+                io::Error::other(message)
+            })
         });
         let received = tarstream::receive_stream(writer.path(), body, &inner.options.receive).await;
         let stored = failure.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -181,76 +226,181 @@ impl Store {
     }
 }
 
+impl Feed {
+    /// Starts fetching `range` of the object (from `opened`, the answer to its first request,
+    /// when there is one) on a task of its own.
+    fn spawn(
+        inner: &Arc<Inner>,
+        id: ArtifactId,
+        path: &Path,
+        range: Range<u64>,
+        e_tag: &Option<String>,
+        opened: Option<GetResult>,
+    ) -> Feed {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let span = tracing::debug_span!("part", offset = range.start);
+        let fetch =
+            Arc::clone(inner).pump(id, path.clone(), range.clone(), e_tag.clone(), opened, tx);
+        let task = tokio::spawn(fetch.instrument(span));
+        Feed { range, drained: 0, rx, task, _slot: Slot::new(inner) }
+    }
+}
+
 impl Inner {
-    /// One ranged GET, retried on its own while it fails in a retryable way.
-    async fn part(
+    /// The first ranged GET of a download, retried while it fails in a retryable way: the
+    /// object's size, ETag and metadata, and the open answer whose body is the first part.
+    async fn open_first(
         &self,
         id: ArtifactId,
         path: &Path,
         range: Range<u64>,
-        e_tag: Option<String>,
-    ) -> Result<Part<'_>, Error> {
-        let slot = Slot::new(&self.stats);
-        let span = tracing::debug_span!("part", offset = range.start);
-        let mut backoff = self.options.retry_backoff;
-        let mut tries = 0;
+    ) -> Result<(Head, GetResult), Error> {
+        let mut retry = Retry::new(&self.options);
         loop {
-            let got = self
-                .get_range(id, path, range.clone(), e_tag.clone())
-                .instrument(span.clone())
-                .await;
-            match got {
-                Err(err)
-                    if err.is_retryable()
-                        && tries < self.options.retries
-                        && !matches!(err, Error::Changed { .. }) =>
-                {
-                    tries += 1;
-                    tracing::debug!(parent: &span, error = %err, tries, "part failed; retrying it");
-                    tokio::time::sleep(jitter(backoff)).await;
-                    backoff = backoff.saturating_mul(2);
+            match self.open(id, path, range.clone(), None).await {
+                Ok(got) => {
+                    let head = Head {
+                        size: got.meta.size,
+                        e_tag: got.meta.e_tag.clone(),
+                        attributes: got.attributes.clone(),
+                    };
+                    return Ok((head, got));
                 }
-                Err(err) => return Err(err),
-                Ok((bytes, size, e_tag, attributes)) => {
-                    return Ok(Part { bytes, size, e_tag, attributes, _slot: slot });
+                Err(err) => retry.wait_or_fail(err).await?,
+            }
+        }
+    }
+
+    /// Sends the bytes of `range` to `tx` as they arrive; a request cut short, or one that
+    /// fails in a retryable way, is followed by one for the rest of the range (`If-Match` the
+    /// object's ETag), up to the retry budget; a final error is sent as the last item.
+    async fn pump(
+        self: Arc<Inner>,
+        id: ArtifactId,
+        path: Path,
+        range: Range<u64>,
+        e_tag: Option<String>,
+        mut opened: Option<GetResult>,
+        tx: mpsc::UnboundedSender<Result<Bytes, Error>>,
+    ) {
+        let failed = |err| Error::from_store(&self.url, "get", Some(id), id.to_string(), err);
+        let mut at = range.start;
+        let mut retry = Retry::new(&self.options);
+        // What arrived but is not sent yet: kept across a retry, which asks for what follows.
+        let mut piece = BytesMut::new();
+        loop {
+            let tried = async {
+                let got = match opened.take() {
+                    Some(got) => got,
+                    None => self.open(id, &path, at..range.end, e_tag.clone()).await?,
+                };
+                let mut body = got.into_stream();
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(failed)?;
+                    // Never more than the range: a longer answer is cut to it, and checked
+                    // below as one that did not end where it should.
+                    let left = usize::try_from(range.end - at).unwrap_or(usize::MAX);
+                    let mut rest = &chunk[..chunk.len().min(left)];
+                    self.stats.bytes_down.fetch_add(rest.len() as u64, Relaxed);
+                    while !rest.is_empty() {
+                        if piece.capacity() == 0 {
+                            let left = usize::try_from(range.end - at).unwrap_or(usize::MAX);
+                            piece.reserve(PIECE.min(left));
+                        }
+                        let take = rest.len().min(piece.capacity() - piece.len());
+                        piece.extend_from_slice(&rest[..take]);
+                        rest = &rest[take..];
+                        at += take as u64;
+                        if (piece.len() == piece.capacity() || at == range.end)
+                            && tx.send(Ok(std::mem::take(&mut piece).freeze())).is_err()
+                        {
+                            return Ok(()); // the download ended; nobody wants the rest
+                        }
+                    }
+                    if at == range.end {
+                        break;
+                    }
+                }
+                if at < range.end {
+                    return Err(short_part(id, &self.url, &range, at - range.start));
+                }
+                Ok(())
+            }
+            .await;
+            match tried {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::debug!(error = %err, at, "part failed");
+                    if let Err(err) = retry.wait_or_fail(err).await {
+                        let _ = tx.send(Err(err));
+                        return;
+                    }
                 }
             }
         }
     }
 
-    async fn get_range(
+    /// One ranged GET, answered but its body not yet read.
+    async fn open(
         &self,
         id: ArtifactId,
         path: &Path,
         range: Range<u64>,
         e_tag: Option<String>,
-    ) -> Result<(Bytes, u64, Option<String>, Attributes), Error> {
+    ) -> Result<GetResult, Error> {
         let failed = |err| Error::from_store(&self.url, "get", Some(id), id.to_string(), err);
         self.stats.requests.fetch_add(1, Relaxed);
         let options = GetOptions {
-            range: Some(GetRange::Bounded(range.clone())),
+            range: Some(GetRange::Bounded(range)),
             if_match: e_tag,
             ..GetOptions::default()
         };
-        let got = self.backend.get_opts(path, options).await.map_err(failed)?;
-        let (size, e_tag, attributes) =
-            (got.meta.size, got.meta.e_tag.clone(), got.attributes.clone());
-        let bytes = got.bytes().await.map_err(failed)?;
-        self.stats.bytes_down.fetch_add(bytes.len() as u64, Relaxed);
-        let expected = range.end.min(size).saturating_sub(range.start);
-        if bytes.len() as u64 != expected {
-            return Err(failed(object_store::Error::Generic {
-                store: "artifact-store",
-                source: format!(
-                    "a ranged GET at {} gave {} of {expected} bytes",
-                    range.start,
-                    bytes.len()
-                )
-                .into(),
-            }));
-        }
-        Ok((bytes, size, e_tag, attributes))
+        self.backend.get_opts(path, options).await.map_err(failed)
     }
+}
+
+/// The retries of one request: how many are left, and the backoff before the next.
+struct Retry {
+    left: u32,
+    backoff: Duration,
+}
+
+impl Retry {
+    fn new(options: &crate::StoreOptions) -> Retry {
+        Retry { left: options.retries, backoff: options.retry_backoff }
+    }
+
+    /// Waits before the next try of a request that failed with `err`, or gives `err` back
+    /// when it is not worth another (not retryable, the object changed, no tries left).
+    async fn wait_or_fail(&mut self, err: Error) -> Result<(), Error> {
+        if !err.is_retryable() || matches!(err, Error::Changed { .. }) || self.left == 0 {
+            return Err(err);
+        }
+        self.left -= 1;
+        tracing::debug!(error = %err, left = self.left, "retrying");
+        tokio::time::sleep(jitter(self.backoff)).await;
+        self.backoff = self.backoff.saturating_mul(2);
+        Ok(())
+    }
+}
+
+/// A part whose answers ended before its range did.
+fn short_part(id: ArtifactId, store: &str, range: &Range<u64>, got: u64) -> Error {
+    Error::from_store(
+        store,
+        "get",
+        Some(id),
+        id.to_string(),
+        object_store::Error::Generic {
+            store: "artifact-store",
+            source: format!(
+                "a ranged GET at {} gave {got} of {} bytes",
+                range.start,
+                range.end - range.start
+            )
+            .into(),
+        },
+    )
 }
 
 /// The one classification of a failed receive of an object into the local cache: an i/o

@@ -23,8 +23,10 @@ pub struct StoreOptions {
     /// Size of one part of a multipart upload and of one ranged GET (default 8 MiB; S3 wants
     /// at least 5 MiB for every upload part but the last).
     pub part_size: usize,
-    /// Parts transferred at once by one upload or download (default 4). Memory per transfer
-    /// is about `part_size * (parallelism + 3)`.
+    /// Parts transferred at once by one upload or download (default 4). A download holds at
+    /// most `part_size * parallelism` of the object in memory: the part being unpacked streams
+    /// through as it arrives, and the parts fetched ahead of it wait whole. An upload holds
+    /// about `part_size * (parallelism + 1)`: the parts being sent and the one being filled.
     pub parallelism: usize,
     /// Tries of one failed request beyond the first, each part on its own (default 4).
     pub retries: u32,

@@ -136,6 +136,11 @@ async fn failed_parts_are_retried_alone() {
     server.faults().times(Fault::Status(500), 2);
     let reader = reader_store.download(there.cache(), &id).await.unwrap();
     assert_eq!(server.stats().downloads() - before, parts + 3, "each failure cost one more GET");
+    assert_eq!(
+        reader_store.stats().bytes_down.load(SeqCst),
+        uploaded.bytes_sent,
+        "the cut range was continued where it stopped: no byte fetched twice"
+    );
     assert_same_tree(here.cache().get(&id).unwrap().path(), reader.path());
 }
 
