@@ -11,6 +11,7 @@ mod net;
 mod out;
 mod pack;
 mod seed;
+mod scrub;
 mod store;
 mod support;
 mod transport;

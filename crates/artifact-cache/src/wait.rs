@@ -1,5 +1,5 @@
 //! Waiting variants for async callers (feature `tokio`): [`Cache::get_wait`],
-//! [`Cache::create_or_get`] and [`Fill`].
+//! [`Cache::create_or_get`], [`Fill`] and [`Cache::quarantine_wait`].
 //!
 //! Writers in this process wake waiters through the id's in-process entry (a
 //! `tokio::sync::Notify`); writers in other processes cannot, so waiters also poll with a
@@ -12,7 +12,7 @@ use std::{
 
 use tokio::sync::futures::Notified;
 
-use crate::{ArtifactId, Cache, Error, ReadGuard, WriteGuard};
+use crate::{ArtifactId, Cache, Error, Quarantined, ReadGuard, WriteGuard};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(1);
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
@@ -157,6 +157,67 @@ impl Cache {
                 Attempt::Done(fill) => return Ok(fill),
                 Attempt::Again if started.elapsed() < timeout => continue,
                 Attempt::Again | Attempt::Wait => {}
+            }
+            if !pause(notified, &mut backoff, started, timeout).await {
+                return Err(Error::Timeout { id, waited: started.elapsed() });
+            }
+        }
+    }
+
+    /// [`quarantine`](Cache::quarantine), waiting while readers (or a remover) hold the
+    /// artifact instead of failing: from the first try on, this process opens it for no new
+    /// reader, so only the readers already there are waited for (woken when this process's
+    /// last one lets go, polling for other processes').
+    ///
+    /// [`Error::Timeout`] if it is still held after `timeout` (it stays condemned in this
+    /// process: a later call finishes the job). Cancel-safe.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use artifact_cache::{ArtifactId, Cache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path().join("cache"))?;
+    /// let id: ArtifactId = "0bad".parse()?;
+    /// cache.create(&id)?.commit()?;
+    /// let reader = cache.get(&id)?;
+    /// let quarantine = tokio::spawn(cache.quarantine_wait(&id, "corrupt", Duration::from_secs(10)));
+    /// // The reader keeps its files; no new reader gets the artifact.
+    /// tokio::task::yield_now().await;
+    /// drop(reader);
+    /// assert_eq!(quarantine.await??.reason, "corrupt");
+    /// assert!(cache.get(&id).unwrap_err().is_not_found());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn quarantine_wait(
+        &self,
+        id: &ArtifactId,
+        reason: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Quarantined, Error>> + Send + 'static {
+        self.clone().quarantine_wait_owned(*id, reason.to_owned(), timeout)
+    }
+
+    #[tracing::instrument(name = "quarantine_wait", skip_all, fields(id = %id), err(level = "debug"))]
+    async fn quarantine_wait_owned(
+        self,
+        id: ArtifactId,
+        reason: String,
+        timeout: Duration,
+    ) -> Result<Quarantined, Error> {
+        let started = Instant::now();
+        let entry = self.inner.table.entry(&id);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let mut notified = std::pin::pin!(entry.changed.notified());
+            notified.as_mut().enable();
+            let reason = reason.clone();
+            match self.blocking(move |cache| cache.quarantine(&id, &reason)).await {
+                Err(err) if err.is_locked() => {}
+                result => return result,
             }
             if !pause(notified, &mut backoff, started, timeout).await {
                 return Err(Error::Timeout { id, waited: started.elapsed() });

@@ -89,5 +89,6 @@ pub use server::TlsConfig;
 #[cfg(feature = "server")]
 pub use server::{
     EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
-    ServerConfig, router, serve, serve_router, shutdown_signal,
+    ScrubConfig, ScrubReport, Scrubber, ServerConfig, router, serve, serve_router,
+    shutdown_signal,
 };

@@ -88,7 +88,7 @@ fn import(source: &Path, dest: &Path) -> anyhow::Result<tarstream::Summary> {
 }
 
 /// Every committed id, in order.
-fn sorted_ids(cache: &Cache) -> anyhow::Result<Vec<ArtifactId>> {
+pub(crate) fn sorted_ids(cache: &Cache) -> anyhow::Result<Vec<ArtifactId>> {
     let mut ids = cache
         .list()
         .map_err(cache_failure)?
@@ -171,6 +171,15 @@ pub(crate) fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<()> {
+    if args.repair {
+        #[cfg(feature = "http")]
+        return crate::cmd::scrub::verify_repair(ctx, args);
+        #[cfg(not(feature = "http"))]
+        return Err(fail(
+            Exit::Usage,
+            anyhow!("this build of artifact has no HTTP support (feature `http`)"),
+        ));
+    }
     let cache = open(ctx)?;
     if let Some(id) = &args.id {
         let id = parse_id(id)?;
@@ -244,7 +253,7 @@ fn report(ctx: &Context, id: &ArtifactId, result: &Result<Metadata, Error>) -> a
 }
 
 /// `err` and its sources on one line: "what failed: because: because".
-fn chain(err: &Error) -> String {
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
