@@ -12,7 +12,7 @@
 //! processes are not condemned: they may open the artifact until the quarantine succeeds.
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     fs, io,
     path::{Path, PathBuf},
     sync::{
@@ -69,18 +69,18 @@ struct WhyFile {
 #[derive(Debug, Default)]
 pub(crate) struct Condemned {
     count: AtomicUsize,
-    ids: std::sync::Mutex<HashMap<ArtifactId, ()>>,
+    ids: std::sync::Mutex<HashSet<ArtifactId>>,
 }
 
 impl Condemned {
     /// Whether `id` is condemned (no lock taken while nothing is).
     pub(crate) fn contains(&self, id: &ArtifactId) -> bool {
-        self.count.load(Ordering::Acquire) > 0 && self.ids().contains_key(id)
+        self.count.load(Ordering::Acquire) > 0 && self.ids().contains(id)
     }
 
     fn insert(&self, id: &ArtifactId) {
         let mut ids = self.ids();
-        if ids.insert(*id, ()).is_none() {
+        if ids.insert(*id) {
             self.count.fetch_add(1, Ordering::Release);
         }
     }
@@ -91,12 +91,12 @@ impl Condemned {
             return;
         }
         let mut ids = self.ids();
-        if ids.remove(id).is_some() {
+        if ids.remove(id) {
             self.count.fetch_sub(1, Ordering::Release);
         }
     }
 
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<ArtifactId, ()>> {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<ArtifactId>> {
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

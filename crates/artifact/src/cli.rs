@@ -65,7 +65,8 @@ pub(crate) enum Command {
     Ls(LsArgs),
     /// Remove an artifact from the local cache.
     Rm(IdArgs),
-    /// Evict least recently used artifacts until the cache fits its size bound.
+    /// Evict least recently used artifacts until the cache fits its size bound; delete
+    /// quarantined ones.
     Gc(GcArgs),
     /// Recompute tree digests and compare them with the recorded ones (all artifacts without ID);
     /// with --repair, quarantine corrupt ones and fetch them again.

@@ -305,12 +305,14 @@ impl Scrubber {
         inner.state().running_since = Some(started);
         let mut report = ScrubReport::default();
         let cache = inner.cache.clone();
-        match bridge::blocking(move || cache.list()?.collect::<Result<Vec<_>, _>>()).await {
+        let listed =
+            bridge::blocking(move || cache.list()?.collect::<Result<Vec<ArtifactId>, CacheError>>());
+        match listed.await {
             Ok(mut ids) => {
                 {
+                    // Never verified (`None`) first, then the longest ago.
                     let state = inner.state();
-                    let at = |id: &ArtifactId| state.verified_at.get(id).copied();
-                    ids.sort_by_key(|id| at(id));
+                    ids.sort_by_key(|id| state.verified_at.get(id).copied());
                 }
                 for id in ids {
                     if pacer.stop.load(Ordering::Relaxed) {

@@ -157,12 +157,13 @@ pub(crate) fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "evicted {} ({}), skipped {} in use, removed {} and {}; the cache holds {} ({})",
+            "evicted {} ({}), skipped {} in use, removed {}, {} and {}; the cache holds {} ({})",
             count(report.evicted.len() as u64, "artifact"),
             human(report.evicted_bytes),
             report.skipped_locked,
             count(report.leftovers_removed, "leftover"),
             count(report.stale_locks_removed, "stale lock"),
+            count(report.quarantine_removed, "quarantined artifact"),
             count(report.usage.artifacts, "artifact"),
             human(report.usage.bytes),
         );
