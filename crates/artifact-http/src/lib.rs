@@ -92,6 +92,5 @@ pub use server::TlsConfig;
 #[cfg(feature = "server")]
 pub use server::{
     EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
-    ScrubConfig, ScrubReport, Scrubber, ServerConfig, router, serve, serve_router,
-    shutdown_signal,
+    ScrubConfig, ScrubReport, Scrubber, ServerConfig, router, serve, serve_router, shutdown_signal,
 };

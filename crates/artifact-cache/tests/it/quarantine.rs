@@ -135,8 +135,6 @@ fn verify_with_announces_every_byte_once() {
     assert_eq!(calls.iter().sum::<u64>(), meta.size);
     assert!(calls.iter().all(|&bytes| bytes <= 256 << 10), "{calls:?}");
     // A hook that fails stops the walk.
-    let err = cache
-        .verify_with(&id, |_| Err(std::io::Error::other("stop")))
-        .unwrap_err();
+    let err = cache.verify_with(&id, |_| Err(std::io::Error::other("stop"))).unwrap_err();
     assert!(matches!(err, Error::Digest { .. }), "{err:?}");
 }

@@ -261,11 +261,7 @@ impl Metrics {
         if let Some(scrub) = &gauges.scrub {
             for (name, help, value) in [
                 ("artifact_scrub_passes", "Scrub passes finished", scrub.passes),
-                (
-                    "artifact_scrub_verified",
-                    "Artifacts the scrub verified whole",
-                    scrub.verified,
-                ),
+                ("artifact_scrub_verified", "Artifacts the scrub verified whole", scrub.verified),
                 ("artifact_scrub_bytes", "Bytes of file content the scrub read", scrub.bytes),
                 ("artifact_scrub_corrupt", "Corrupt artifacts the scrub found", scrub.corrupt),
                 (

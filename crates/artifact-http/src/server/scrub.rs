@@ -305,8 +305,9 @@ impl Scrubber {
         inner.state().running_since = Some(started);
         let mut report = ScrubReport::default();
         let cache = inner.cache.clone();
-        let listed =
-            bridge::blocking(move || cache.list()?.collect::<Result<Vec<ArtifactId>, CacheError>>());
+        let listed = bridge::blocking(move || {
+            cache.list()?.collect::<Result<Vec<ArtifactId>, CacheError>>()
+        });
         match listed.await {
             Ok(mut ids) => {
                 {

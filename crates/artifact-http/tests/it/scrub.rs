@@ -101,7 +101,8 @@ fn with_a_peer_the_corrupt_artifact_comes_back_whole() {
         // Served whole again, and verified end to end by a client.
         assert_eq!(local.verify(&id(1)).unwrap().digest, original.digest);
         let client = TempCache::new();
-        let fetched = fast([server.url()]).build().unwrap().download(&client, &id(1)).await.unwrap();
+        let fetched =
+            fast([server.url()]).build().unwrap().download(&client, &id(1)).await.unwrap();
         assert_eq!(fetched.metadata().digest, original.digest);
         assert_eq!(metric(&server, "artifact_scrub_repaired_total").await, 1);
         let scrub = scrub_status(&server).await;

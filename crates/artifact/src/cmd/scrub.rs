@@ -88,11 +88,15 @@ pub(crate) fn verify_repair(ctx: &Context, args: VerifyArgs) -> anyhow::Result<(
         return Err(cache_failure(Error::NotFound { id }));
     }
     if tally.unrepaired > 0 {
-        let msg = anyhow!("{} of {total} artifacts are corrupt and were not repaired", tally.unrepaired);
+        let msg =
+            anyhow!("{} of {total} artifacts are corrupt and were not repaired", tally.unrepaired);
         return Err(fail(Exit::Corrupt, msg));
     }
     if tally.failed > 0 {
-        return Err(anyhow!("{} of {total} artifacts could not be checked or quarantined", tally.failed));
+        return Err(anyhow!(
+            "{} of {total} artifacts could not be checked or quarantined",
+            tally.failed
+        ));
     }
     if tally.busy > 0 {
         return Err(fail(Exit::Busy, anyhow!("{} of {total} artifacts were busy", tally.busy)));
@@ -109,9 +113,15 @@ enum Outcome {
     /// Being written, or its readers outlasted the wait (text: why).
     Busy(String),
     /// Corrupt, quarantined and fetched again.
-    Repaired { reason: String, endpoint: String },
+    Repaired {
+        reason: String,
+        endpoint: String,
+    },
     /// Corrupt and quarantined, but not fetched again.
-    Quarantined { reason: String, error: String },
+    Quarantined {
+        reason: String,
+        error: String,
+    },
     /// It could not be checked or quarantined.
     Failed(String),
 }
@@ -163,7 +173,10 @@ async fn repair_one(cache: &Cache, downloader: &Downloader, id: ArtifactId) -> O
             return Outcome::Busy(format!("corrupt ({reason}), not quarantined: {}", chain(&err)));
         }
         Err(err) => {
-            return Outcome::Failed(format!("corrupt ({reason}), not quarantined: {}", chain(&err)));
+            return Outcome::Failed(format!(
+                "corrupt ({reason}), not quarantined: {}",
+                chain(&err)
+            ));
         }
     };
     match downloader.repair(cache, &quarantined).await {

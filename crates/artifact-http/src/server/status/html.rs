@@ -350,7 +350,8 @@ fn write_scrub(out: &mut String, scrub: &ScrubStatus) -> fmt::Result {
         scrub.errors,
     )?;
     if scrub.recent.is_empty() {
-        return out.write_str("<p class=\"muted\" id=\"scrub-found\">No corrupt artifact found.</p>\n");
+        return out
+            .write_str("<p class=\"muted\" id=\"scrub-found\">No corrupt artifact found.</p>\n");
     }
     out.write_str(
         "<table id=\"scrub-found\"><tr><th>when (Unix time)</th><th>id</th><th>why</th>\
