@@ -522,6 +522,33 @@ impl Inner {
 
     /// Removes `id`; returns the size of what was removed.
     pub(crate) fn remove(&self, id: &ArtifactId) -> Result<u64, Error> {
+        let (size, trash) = self.move_out(id, &self.layout.trash, |st| {
+            match st.committed.as_ref().map(|c| c.meta.size) {
+                Some(size) => size,
+                None => match metadata::read(&self.layout.meta(id), id) {
+                    Ok(meta) => meta.map_or(0, |m| m.size),
+                    Err(_) => 0,
+                },
+            }
+        })?;
+        debug!(id = %id, "removed");
+        if let Err(err) = tree::remove(&trash) {
+            warn!(id = %id, error = %err, "cannot delete a removed artifact (recovery will)");
+        }
+        Ok(size)
+    }
+
+    /// Takes the exclusive lock on the committed artifact `id` (without waiting: errors
+    /// `ReadLocked`, `WriteLocked`, `NotFound`), calls `look` under it, renames
+    /// `objects/<hex>` to a fresh name in `dir` (`trash/` or `quarantine/`) and retires the
+    /// lock: the artifact is gone from that rename on. Returns what `look` found and the new
+    /// path.
+    pub(crate) fn move_out<T>(
+        &self,
+        id: &ArtifactId,
+        dir: &Path,
+        look: impl FnOnce(&State) -> T,
+    ) -> Result<(T, std::path::PathBuf), Error> {
         let entry = self.table.entry(id);
         let mut st = entry.state();
         if st.exclusive {
@@ -543,16 +570,9 @@ impl Inner {
             Exclusive::Busy => return Err(self.classify_conflict(&st, id)),
             Exclusive::NoLockFile => unreachable!("the lock file is created"),
         }
-        let size = st.committed.as_ref().map(|c| c.meta.size);
-        let size = match size {
-            Some(size) => Some(size),
-            None => match metadata::read(&self.layout.meta(id), id) {
-                Ok(meta) => meta.map(|m| m.size),
-                Err(_) => Some(0),
-            },
-        };
-        let trash = self.layout.unique(&self.layout.trash, Some(id));
-        let renamed = match fs::rename(&object, &trash) {
+        let found = look(&st);
+        let dest = self.layout.unique(dir, Some(id));
+        let renamed = match fs::rename(&object, &dest) {
             Ok(()) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(err) => Err(err).with_path(&object),
@@ -578,11 +598,7 @@ impl Inner {
                 return Err(err);
             }
         }
-        debug!(id = %id, "removed");
-        if let Err(err) = tree::remove(&trash) {
-            warn!(id = %id, error = %err, "cannot delete a removed artifact (recovery will)");
-        }
-        Ok(size.unwrap_or(0))
+        Ok((found, dest))
     }
 
     /// Bytes free for unprivileged users on the cache's file system.

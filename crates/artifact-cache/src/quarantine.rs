@@ -26,10 +26,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::{
-    ArtifactId, Cache, Durability, Error, Metadata,
-    cache::{Exclusive, Inner},
-    error::IoResultExt,
-    metadata, tree,
+    ArtifactId, Cache, Durability, Error, Metadata, cache::Inner, error::IoResultExt, metadata,
+    tree,
 };
 
 /// An artifact moved into quarantine: what [`Cache::quarantine`] did, and what
@@ -175,56 +173,10 @@ impl Cache {
 
 impl Inner {
     fn quarantine(&self, id: &ArtifactId, reason: &str) -> Result<Quarantined, Error> {
-        let entry = self.table.entry(id);
-        let mut st = entry.state();
-        if st.exclusive {
-            return Err(Error::WriteLocked { id: *id });
-        }
-        if st.readers > 0 {
-            return Err(Error::ReadLocked { id: *id });
-        }
-        let object = self.layout.object(id);
-        let mut acquired = self.acquire_exclusive(&mut st, id, false)?;
-        if let Exclusive::NoLockFile = acquired {
-            if !object.exists() {
-                return Err(Error::NotFound { id: *id });
-            }
-            acquired = self.acquire_exclusive(&mut st, id, true)?;
-        }
-        match acquired {
-            Exclusive::Acquired(_) => {}
-            Exclusive::Busy => return Err(self.classify_conflict(&st, id)),
-            Exclusive::NoLockFile => unreachable!("the lock file is created"),
-        }
         // The record on disk, not a cached one: this is the artifact being moved.
-        let meta = metadata::read(&self.layout.meta(id), id).ok().flatten();
-        let dest = self.layout.unique(&self.layout.quarantine, Some(id));
-        let renamed = match fs::rename(&object, &dest) {
-            Ok(()) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(err).with_path(&object),
-        };
-        let renamed = renamed.and_then(|renamed| {
-            if renamed && self.options.durability == Durability::Fsync {
-                tree::sync(&self.layout.objects)?;
-            }
-            Ok(renamed)
-        });
-        match renamed {
-            Ok(renamed) => {
-                self.release_absent(&mut st, id);
-                drop(st);
-                entry.notify();
-                self.index_remove(id);
-                if !renamed {
-                    return Err(Error::NotFound { id: *id });
-                }
-            }
-            Err(err) => {
-                let _ = st.lock.as_ref().map(crate::lockfile::LockFile::unlock);
-                return Err(err);
-            }
-        }
+        let (meta, dest) = self.move_out(id, &self.layout.quarantine, |_| {
+            metadata::read(&self.layout.meta(id), id).ok().flatten()
+        })?;
         let at = SystemTime::now();
         let why = WhyFile { v: 1, id: *id, reason: reason.to_owned(), at_ns: nanos(at) };
         if let Err(err) = write_why(&dest.join("why"), &why, self.options.durability) {

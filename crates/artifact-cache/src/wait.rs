@@ -75,6 +75,19 @@ impl Cache {
 
     #[tracing::instrument(name = "get_wait", skip_all, fields(id = %id), err(level = "debug"))]
     async fn get_wait_owned(self, id: ArtifactId, timeout: Duration) -> Result<ReadGuard, Error> {
+        let write_locked = |err: &Error| matches!(err, Error::WriteLocked { .. });
+        self.retry_while(id, timeout, write_locked, move |cache| cache.get(&id)).await
+    }
+
+    /// Runs `attempt` on a blocking thread until it ends other than `busy`, waiting between
+    /// tries for a wake-up of `id`'s entry or the backoff; [`Error::Timeout`] after `timeout`.
+    async fn retry_while<T: Send + 'static>(
+        &self,
+        id: ArtifactId,
+        timeout: Duration,
+        busy: impl Fn(&Error) -> bool,
+        attempt: impl Fn(&Cache) -> Result<T, Error> + Clone + Send + 'static,
+    ) -> Result<T, Error> {
         let started = Instant::now();
         // Holding the entry keeps its `Notify` the one writers of this process wake.
         let entry = self.inner.table.entry(&id);
@@ -82,10 +95,9 @@ impl Cache {
         loop {
             let mut notified = std::pin::pin!(entry.changed.notified());
             notified.as_mut().enable();
-            match self.blocking(move |cache| cache.get(&id)).await {
-                Ok(guard) => return Ok(guard),
-                Err(Error::WriteLocked { .. }) => {}
-                Err(err) => return Err(err),
+            match self.blocking(attempt.clone()).await {
+                Err(err) if busy(&err) => {}
+                result => return result,
             }
             if !pause(notified, &mut backoff, started, timeout).await {
                 return Err(Error::Timeout { id, waited: started.elapsed() });
@@ -208,21 +220,9 @@ impl Cache {
         reason: String,
         timeout: Duration,
     ) -> Result<Quarantined, Error> {
-        let started = Instant::now();
-        let entry = self.inner.table.entry(&id);
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let mut notified = std::pin::pin!(entry.changed.notified());
-            notified.as_mut().enable();
-            let reason = reason.clone();
-            match self.blocking(move |cache| cache.quarantine(&id, &reason)).await {
-                Err(err) if err.is_locked() => {}
-                result => return result,
-            }
-            if !pause(notified, &mut backoff, started, timeout).await {
-                return Err(Error::Timeout { id, waited: started.elapsed() });
-            }
-        }
+        let reason: std::sync::Arc<str> = reason.into();
+        let attempt = move |cache: &Cache| cache.quarantine(&id, &reason);
+        self.retry_while(id, timeout, Error::is_locked, attempt).await
     }
 
     /// Runs `f` on a blocking thread.
