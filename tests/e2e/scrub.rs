@@ -12,21 +12,12 @@ use artifact::cache::ArtifactId;
 use artifact_testkit::cache::flip_byte;
 
 use crate::{
-    net::{Server, cli, ok, stdout, tree},
+    net::{Server, cli, ok, statuses, stdout, tree},
     support::{code, stderr},
 };
 
 fn id(text: &str) -> ArtifactId {
     text.parse().unwrap()
-}
-
-/// The JSON lines of `out`, as (id, status) pairs.
-fn statuses(out: &std::process::Output) -> Vec<(String, String)> {
-    stdout(out)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .map(|v| (v["id"].as_str().unwrap().to_owned(), v["status"].as_str().unwrap().to_owned()))
-        .collect()
 }
 
 #[test]
@@ -60,6 +51,15 @@ fn verify_repair_fetches_a_corrupt_artifact_again_and_refuses_nothing_else() {
     // --repair needs a source, and a source needs --repair.
     assert_eq!(code(&cli(&local, &["verify", "--repair"])), 2);
     assert_eq!(code(&cli(&local, &["verify", "--from", &server.url])), 2);
+    // So do the scrub's flags, and a rate of nothing is refused before serving.
+    assert_eq!(code(&cli(&local, &["serve", "--scrub-rate", "1MiB/s"])), 2);
+    assert_eq!(code(&cli(&local, &["serve", "--repair-from", &server.url])), 2);
+    let out = cli(
+        &local,
+        &["serve", "--listen", "127.0.0.1:0", "--scrub-interval", "1h", "--scrub-rate", "0/s"],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--scrub-rate"), "{}", stderr(&out));
 }
 
 /// `GET path` on `url` (`http://host:port`), the body as text.

@@ -213,9 +213,10 @@ pub(crate) struct ServeScrubArgs {
     /// from --repair-from and --store, if given. Off by default.
     #[arg(long, value_name = "DURATION")]
     pub(crate) scrub_interval: Option<humantime::Duration>,
-    /// Read at most SIZE per second while scrubbing, on average (e.g. `50MiB/s`).
-    #[arg(long, value_name = "SIZE/s", default_value = "16MiB/s")]
-    pub(crate) scrub_rate: String,
+    /// Read at most SIZE per second while scrubbing, on average (e.g. `50MiB/s`) [default:
+    /// 16MiB/s].
+    #[arg(long, value_name = "SIZE/s", requires = "scrub_interval")]
+    pub(crate) scrub_rate: Option<String>,
     /// Where the scrub fetches a quarantined artifact again: a peer server or an object
     /// store; repeat for failover, tried in order (then --store). The --token-file token is
     /// sent to them.

@@ -36,8 +36,11 @@ pub(crate) fn scrubber(
     if interval.is_zero() {
         return Err(usage("--scrub-interval must be positive".into()));
     }
-    let rate = parse_rate(&args.scrub_rate).map_err(|err| usage(format!("--scrub-rate: {err}")))?;
-    let config = ScrubConfig::default().interval(interval).rate(rate);
+    let mut config = ScrubConfig::default().interval(interval);
+    if let Some(text) = &args.scrub_rate {
+        let rate = parse_rate(text).map_err(|err| usage(format!("--scrub-rate: {err}")))?;
+        config = config.rate(rate);
+    }
     let scrubber = Scrubber::new(cache.clone(), config);
     let builder = Downloader::builder().endpoints(args.repair_from.iter().map(|u| with_scheme(u)));
     #[cfg(feature = "store")]
