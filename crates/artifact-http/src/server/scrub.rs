@@ -225,12 +225,17 @@ impl std::fmt::Debug for Scrubber {
     }
 }
 
-/// Sets its flag when dropped: a pass whose future is dropped stops its blocking walk.
-struct StopOnDrop(Arc<AtomicBool>);
+/// A pass under way: when dropped (finished, or its future dropped), it stops the pass's
+/// blocking walk at its next read and clears `running_since`.
+struct Running<'a> {
+    stop: Arc<AtomicBool>,
+    inner: &'a Inner,
+}
 
-impl Drop for StopOnDrop {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        self.inner.state().running_since = None;
     }
 }
 
@@ -297,7 +302,7 @@ impl Scrubber {
         let inner = &self.inner;
         let _one = inner.pass.lock().await;
         let stop = Arc::new(AtomicBool::new(false));
-        let _stop = StopOnDrop(stop.clone());
+        let _running = Running { stop: stop.clone(), inner };
         let pacer =
             Pacer { bucket: inner.bucket.clone(), bytes: inner.counters.bytes.clone(), stop };
         let started = SystemTime::now();
@@ -332,9 +337,7 @@ impl Scrubber {
         }
         report.bytes = inner.counters.bytes.load(Ordering::Relaxed) - bytes_before;
         inner.counters.passes.fetch_add(1, Ordering::Relaxed);
-        let mut state = inner.state();
-        state.running_since = None;
-        state.last_pass = Some(PassView {
+        inner.state().last_pass = Some(PassView {
             started: unix(started),
             finished: unix(SystemTime::now()),
             verified: report.verified,
