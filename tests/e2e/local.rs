@@ -5,7 +5,10 @@ use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 use artifact::cache::{ArtifactId, Cache};
 use artifact_testkit::TreeBuilder;
 
-use crate::support::{artifact, code, run, stderr};
+use crate::{
+    net::statuses,
+    support::{artifact, code, run, stderr},
+};
 
 const ID: &str = "00ff00ff";
 
@@ -151,12 +154,7 @@ fn verify_detects_a_changed_file() {
     // Verifying everything checks the others too and still fails.
     let out = cli(&root, &["--json", "verify"]);
     assert_eq!(code(&out), 5, "{}", stderr(&out));
-    let statuses: Vec<(String, String)> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .map(|v| (v["id"].as_str().unwrap().to_owned(), v["status"].as_str().unwrap().to_owned()))
-        .collect();
-    assert_eq!(statuses, [(ID.into(), "corrupt".into()), ("01".into(), "ok".into())]);
+    assert_eq!(statuses(&out), [(ID.into(), "corrupt".into()), ("01".into(), "ok".into())]);
 }
 
 #[test]

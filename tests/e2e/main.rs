@@ -10,6 +10,7 @@ mod local;
 mod net;
 mod out;
 mod pack;
+mod scrub;
 mod seed;
 mod store;
 mod support;

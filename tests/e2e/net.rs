@@ -65,6 +65,15 @@ pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// The JSON lines of `out` (`verify --json`), as (id, status) pairs.
+pub(crate) fn statuses(out: &Output) -> Vec<(String, String)> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (v["id"].as_str().unwrap().to_owned(), v["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
 pub(crate) fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(stdout(out).trim())
         .unwrap_or_else(|err| panic!("{err}: {:?}", stdout(out)))

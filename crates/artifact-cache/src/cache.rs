@@ -19,6 +19,7 @@ use crate::{
     layout::Layout,
     lockfile::{LockFile, TOMBSTONE},
     metadata,
+    quarantine::Condemned,
     table::{Committed, Entry, State, Table},
     tree,
 };
@@ -78,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) scanning: Mutex<()>,
     /// Artifacts evicted through this handle (and its clones) since open.
     pub(crate) evictions: AtomicU64,
+    /// The ids this process condemned (see `quarantine.rs`).
+    pub(crate) condemned: Condemned,
 }
 
 /// The outcome of trying to take an id's exclusive lock.
@@ -124,6 +127,7 @@ impl Cache {
             evict_owed: Mutex::new(None),
             scanning: Mutex::new(()),
             evictions: AtomicU64::new(0),
+            condemned: Condemned::default(),
         };
         let cache = Cache { inner: Arc::new(inner) };
         let recovered = cache.inner.recover()?;
@@ -178,6 +182,13 @@ impl Cache {
     /// floor.
     pub fn create(&self, id: &ArtifactId) -> Result<WriteGuard, Error> {
         let inner = &self.inner;
+        if inner.condemned.contains(id) {
+            // Condemned and still there: a quarantine is waiting for its readers.
+            if inner.layout.object(id).exists() {
+                return Err(Error::WriteLocked { id: *id });
+            }
+            inner.condemned.remove(id);
+        }
         let entry = inner.table.entry(id);
         let mut st = entry.state();
         if st.exclusive {
@@ -221,10 +232,14 @@ impl Cache {
     /// Many readers, in any threads and processes, may hold it at once; while any does, it
     /// cannot be removed or evicted. Dropping the guard unlocks.
     ///
-    /// Errors: [`Error::NotFound`] if it is not committed; [`Error::WriteLocked`] while a writer
-    /// or remover holds it (see [`get_wait`](Cache::get_wait) to wait instead).
+    /// Errors: [`Error::NotFound`] if it is not committed (or this process condemned it: see
+    /// [`quarantine`](Cache::quarantine)); [`Error::WriteLocked`] while a writer or remover
+    /// holds it (see [`get_wait`](Cache::get_wait) to wait instead).
     pub fn get(&self, id: &ArtifactId) -> Result<ReadGuard, Error> {
         let inner = &self.inner;
+        if inner.condemned.contains(id) {
+            return Err(Error::NotFound { id: *id });
+        }
         let entry = inner.table.entry(id);
         let mut st = entry.state();
         if st.exclusive {
@@ -288,9 +303,42 @@ impl Cache {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify(&self, id: &ArtifactId) -> Result<Metadata, Error> {
+        self.verify_with(id, |_| Ok(()))
+    }
+
+    /// [`verify`](Cache::verify), calling `before_read` with the size of each read of file
+    /// content before it is made (see `tarstream::digest_dir_with`): a hook to pace the reads
+    /// with a rate limit, or to stop early by failing.
+    ///
+    /// The read lock is held for the whole walk, pauses included: readers are never held up
+    /// by it, but a remover, an eviction or a quarantine of this artifact is refused (or
+    /// waits) until it ends. An error of `before_read` comes back as [`Error::Digest`].
+    ///
+    /// ```
+    /// use artifact_cache::{ArtifactId, Cache};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path().join("cache"))?;
+    /// let id: ArtifactId = "ab".parse()?;
+    /// let writer = cache.create(&id)?;
+    /// std::fs::write(writer.path().join("f"), "data")?;
+    /// writer.commit()?;
+    /// let mut read = 0;
+    /// cache.verify_with(&id, |bytes| {
+    ///     read += bytes;
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(read, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_with(
+        &self,
+        id: &ArtifactId,
+        before_read: impl FnMut(u64) -> io::Result<()>,
+    ) -> Result<Metadata, Error> {
         let _span = tracing::debug_span!("verify", id = %id).entered();
         let guard = self.get(id)?;
-        let summary = tarstream::digest_dir(guard.path())
+        let summary = tarstream::digest_dir_with(guard.path(), before_read)
             .map_err(|source| Error::Digest { id: *id, source: Box::new(source) })?;
         let meta = guard.metadata().clone();
         if summary.digest != meta.digest {
@@ -423,6 +471,7 @@ impl Inner {
     /// While holding the exclusive lock on an absent artifact: retire the lock file
     /// (tombstone, unlink) and unlock, so that lock files exist only for live artifacts.
     pub(crate) fn release_absent(&self, st: &mut State, id: &ArtifactId) {
+        self.condemned.remove(id);
         let Some(lock) = st.lock.take() else { return };
         st.committed = None;
         self.retire(id, lock);
@@ -473,6 +522,33 @@ impl Inner {
 
     /// Removes `id`; returns the size of what was removed.
     pub(crate) fn remove(&self, id: &ArtifactId) -> Result<u64, Error> {
+        let (size, trash) = self.move_out(id, &self.layout.trash, |st| {
+            match st.committed.as_ref().map(|c| c.meta.size) {
+                Some(size) => size,
+                None => match metadata::read(&self.layout.meta(id), id) {
+                    Ok(meta) => meta.map_or(0, |m| m.size),
+                    Err(_) => 0,
+                },
+            }
+        })?;
+        debug!(id = %id, "removed");
+        if let Err(err) = tree::remove(&trash) {
+            warn!(id = %id, error = %err, "cannot delete a removed artifact (recovery will)");
+        }
+        Ok(size)
+    }
+
+    /// Takes the exclusive lock on the committed artifact `id` (without waiting: errors
+    /// `ReadLocked`, `WriteLocked`, `NotFound`), calls `look` under it, renames
+    /// `objects/<hex>` to a fresh name in `dir` (`trash/` or `quarantine/`) and retires the
+    /// lock: the artifact is gone from that rename on. Returns what `look` found and the new
+    /// path.
+    pub(crate) fn move_out<T>(
+        &self,
+        id: &ArtifactId,
+        dir: &Path,
+        look: impl FnOnce(&State) -> T,
+    ) -> Result<(T, std::path::PathBuf), Error> {
         let entry = self.table.entry(id);
         let mut st = entry.state();
         if st.exclusive {
@@ -494,16 +570,9 @@ impl Inner {
             Exclusive::Busy => return Err(self.classify_conflict(&st, id)),
             Exclusive::NoLockFile => unreachable!("the lock file is created"),
         }
-        let size = st.committed.as_ref().map(|c| c.meta.size);
-        let size = match size {
-            Some(size) => Some(size),
-            None => match metadata::read(&self.layout.meta(id), id) {
-                Ok(meta) => meta.map(|m| m.size),
-                Err(_) => Some(0),
-            },
-        };
-        let trash = self.layout.unique(&self.layout.trash, Some(id));
-        let renamed = match fs::rename(&object, &trash) {
+        let found = look(&st);
+        let dest = self.layout.unique(dir, Some(id));
+        let renamed = match fs::rename(&object, &dest) {
             Ok(()) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(err) => Err(err).with_path(&object),
@@ -529,11 +598,7 @@ impl Inner {
                 return Err(err);
             }
         }
-        debug!(id = %id, "removed");
-        if let Err(err) = tree::remove(&trash) {
-            warn!(id = %id, error = %err, "cannot delete a removed artifact (recovery will)");
-        }
-        Ok(size.unwrap_or(0))
+        Ok((found, dest))
     }
 
     /// Bytes free for unprivileged users on the cache's file system.

@@ -97,6 +97,7 @@ impl Cache {
         let _span = tracing::info_span!("gc").entered();
         let mut report = GcReport { leftovers_removed: inner.recover()?, ..GcReport::default() };
         report.stale_locks_removed = inner.remove_stale_locks()?;
+        report.quarantine_removed = inner.prune_quarantine(0)?;
         let budget = max_bytes.or_else(|| inner.max_bytes());
         let scanned = {
             let _evicting = inner.evicting.lock().unwrap_or_else(PoisonError::into_inner);

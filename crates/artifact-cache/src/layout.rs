@@ -8,6 +8,7 @@
 //! <root>/locks/<hex>               its lock file (flock; 8-byte generation)
 //! <root>/tmp/<hex>/<pid>.<n>/      a writer's staging directory: tree/ (filled), then meta
 //! <root>/trash/<hex>.<pid>.<n>/    something being deleted (an artifact removed, a dead writer's staging)
+//! <root>/quarantine/<hex>.<pid>.<n>/  a corrupt artifact moved out of objects/: tree/, meta, why
 //! ```
 //!
 //! Committing is one `rename(tmp/<hex>/<pid>.<n>, objects/<hex>)`, so an artifact is whole or
@@ -39,6 +40,7 @@ pub(crate) struct Layout {
     pub(crate) locks: PathBuf,
     pub(crate) tmp: PathBuf,
     pub(crate) trash: PathBuf,
+    pub(crate) quarantine: PathBuf,
     pub(crate) repair_lock: PathBuf,
     pid: u32,
 }
@@ -58,6 +60,7 @@ impl Layout {
             locks: root.join("locks"),
             tmp: root.join("tmp"),
             trash: root.join("trash"),
+            quarantine: root.join("quarantine"),
             repair_lock: root.join("repair.lock"),
             root,
             pid: std::process::id(),
@@ -128,7 +131,7 @@ impl Layout {
             TagError::Io(err) => io_fail(err),
             TagError::Problem(problem) => fail(problem, None),
         })?;
-        for dir in [&self.objects, &self.locks, &self.tmp, &self.trash] {
+        for dir in [&self.objects, &self.locks, &self.tmp, &self.trash, &self.quarantine] {
             match fs::create_dir(dir) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}

@@ -35,6 +35,8 @@
 //!   an async worker), [`remove`](Cache::remove), [`list`](Cache::list) →
 //!   [`List`], [`stat`](Cache::stat) / [`verify`](Cache::verify) → [`Metadata`],
 //!   [`usage`](Cache::usage), [`gc`](Cache::gc) → [`GcReport`].
+//! - Corrupt artifacts: [`verify_with`](Cache::verify_with) (paced reads),
+//!   [`quarantine`](Cache::quarantine) → [`Quarantined`], [`quarantined`](Cache::quarantined).
 //! - Async waiting: [`get_wait`](Cache::get_wait) and the single-flight
 //!   [`create_or_get`](Cache::create_or_get) → [`Fill`].
 //! - [`Options`] (size bound, free-space floor, [`Durability`]) and [`Error`].
@@ -60,6 +62,7 @@ mod list;
 mod lockfile;
 mod metadata;
 mod options;
+mod quarantine;
 mod quick;
 mod recover;
 mod table;
@@ -74,6 +77,7 @@ pub use id::{ArtifactId, MAX_ID_BYTES, ParseIdError};
 pub use list::List;
 pub use metadata::{GcReport, Metadata, Usage};
 pub use options::{Durability, Options};
+pub use quarantine::Quarantined;
 pub use quick::Quick;
 #[cfg(feature = "tokio")]
 pub use wait::Fill;

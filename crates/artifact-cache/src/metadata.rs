@@ -81,6 +81,8 @@ pub struct GcReport {
     pub leftovers_removed: u64,
     /// Lock files of absent artifacts deleted.
     pub stale_locks_removed: u64,
+    /// Quarantined artifacts deleted (see [`Cache::quarantine`](crate::Cache::quarantine)).
+    pub quarantine_removed: u64,
     /// What the cache holds afterwards.
     pub usage: Usage,
 }
@@ -174,16 +176,16 @@ mod digest_hex {
     }
 }
 
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub(super) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_rfc3339_nanos(*time))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         humantime::parse_rfc3339(&text).map_err(D::Error::custom)
     }

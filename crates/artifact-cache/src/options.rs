@@ -23,17 +23,19 @@ pub struct Options {
     pub(crate) min_free_bytes: u64,
     pub(crate) durability: Durability,
     pub(crate) last_used_resolution: Duration,
+    pub(crate) quarantine_keep: usize,
 }
 
 impl Default for Options {
     /// No size bound, no free-space floor, [`Durability::CrashConsistent`], last-used times
-    /// persisted at most once a minute per artifact.
+    /// persisted at most once a minute per artifact, the newest 8 quarantined artifacts kept.
     fn default() -> Self {
         Options {
             max_bytes: None,
             min_free_bytes: 0,
             durability: Durability::CrashConsistent,
             last_used_resolution: Duration::from_secs(60),
+            quarantine_keep: 8,
         }
     }
 }
@@ -64,6 +66,21 @@ impl Options {
     pub fn last_used_resolution(mut self, resolution: Duration) -> Self {
         self.last_used_resolution = resolution;
         self
+    }
+
+    /// How many quarantined artifacts (see [`Cache::quarantine`](crate::Cache::quarantine))
+    /// are kept for inspection, the newest first; older ones are deleted by the next
+    /// quarantine, and [`Cache::gc`](crate::Cache::gc) deletes them all. Default 8; 0 deletes
+    /// each one as soon as it is out of the way. Their files are not counted in the size
+    /// bound.
+    pub fn quarantine_keep(mut self, artifacts: usize) -> Self {
+        self.quarantine_keep = artifacts;
+        self
+    }
+
+    /// The count set by [`quarantine_keep`](Options::quarantine_keep).
+    pub fn get_quarantine_keep(&self) -> usize {
+        self.quarantine_keep
     }
 
     /// The size bound set by [`max_bytes`](Options::max_bytes).

@@ -47,6 +47,9 @@ impl Cache {
     /// ```
     pub fn get_quick(&self, id: &ArtifactId) -> Quick {
         let inner = &self.inner;
+        if inner.condemned.contains(id) {
+            return Quick::Slow;
+        }
         let Some(entry) = inner.table.get(id) else { return self.absent_or_slow(id) };
         let mut st = entry.state();
         if st.exclusive {

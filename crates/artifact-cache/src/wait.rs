@@ -1,5 +1,5 @@
 //! Waiting variants for async callers (feature `tokio`): [`Cache::get_wait`],
-//! [`Cache::create_or_get`] and [`Fill`].
+//! [`Cache::create_or_get`], [`Fill`] and [`Cache::quarantine_wait`].
 //!
 //! Writers in this process wake waiters through the id's in-process entry (a
 //! `tokio::sync::Notify`); writers in other processes cannot, so waiters also poll with a
@@ -12,7 +12,7 @@ use std::{
 
 use tokio::sync::futures::Notified;
 
-use crate::{ArtifactId, Cache, Error, ReadGuard, WriteGuard};
+use crate::{ArtifactId, Cache, Error, Quarantined, ReadGuard, WriteGuard};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(1);
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
@@ -75,6 +75,19 @@ impl Cache {
 
     #[tracing::instrument(name = "get_wait", skip_all, fields(id = %id), err(level = "debug"))]
     async fn get_wait_owned(self, id: ArtifactId, timeout: Duration) -> Result<ReadGuard, Error> {
+        let write_locked = |err: &Error| matches!(err, Error::WriteLocked { .. });
+        self.retry_while(id, timeout, write_locked, move |cache| cache.get(&id)).await
+    }
+
+    /// Runs `attempt` on a blocking thread until it ends other than `busy`, waiting between
+    /// tries for a wake-up of `id`'s entry or the backoff; [`Error::Timeout`] after `timeout`.
+    async fn retry_while<T: Send + 'static>(
+        &self,
+        id: ArtifactId,
+        timeout: Duration,
+        busy: impl Fn(&Error) -> bool,
+        attempt: impl Fn(&Cache) -> Result<T, Error> + Clone + Send + 'static,
+    ) -> Result<T, Error> {
         let started = Instant::now();
         // Holding the entry keeps its `Notify` the one writers of this process wake.
         let entry = self.inner.table.entry(&id);
@@ -82,10 +95,9 @@ impl Cache {
         loop {
             let mut notified = std::pin::pin!(entry.changed.notified());
             notified.as_mut().enable();
-            match self.blocking(move |cache| cache.get(&id)).await {
-                Ok(guard) => return Ok(guard),
-                Err(Error::WriteLocked { .. }) => {}
-                Err(err) => return Err(err),
+            match self.blocking(attempt.clone()).await {
+                Err(err) if busy(&err) => {}
+                result => return result,
             }
             if !pause(notified, &mut backoff, started, timeout).await {
                 return Err(Error::Timeout { id, waited: started.elapsed() });
@@ -162,6 +174,55 @@ impl Cache {
                 return Err(Error::Timeout { id, waited: started.elapsed() });
             }
         }
+    }
+
+    /// [`quarantine`](Cache::quarantine), waiting while readers (or a remover) hold the
+    /// artifact instead of failing: from the first try on, this process opens it for no new
+    /// reader, so only the readers already there are waited for (woken when this process's
+    /// last one lets go, polling for other processes').
+    ///
+    /// [`Error::Timeout`] if it is still held after `timeout` (it stays condemned in this
+    /// process: a later call finishes the job). Cancel-safe.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use artifact_cache::{ArtifactId, Cache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path().join("cache"))?;
+    /// let id: ArtifactId = "0bad".parse()?;
+    /// cache.create(&id)?.commit()?;
+    /// let reader = cache.get(&id)?;
+    /// let quarantine = tokio::spawn(cache.quarantine_wait(&id, "corrupt", Duration::from_secs(10)));
+    /// // The reader keeps its files; no new reader gets the artifact.
+    /// tokio::task::yield_now().await;
+    /// drop(reader);
+    /// assert_eq!(quarantine.await??.reason, "corrupt");
+    /// assert!(cache.get(&id).unwrap_err().is_not_found());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn quarantine_wait(
+        &self,
+        id: &ArtifactId,
+        reason: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Quarantined, Error>> + Send + 'static {
+        self.clone().quarantine_wait_owned(*id, reason.to_owned(), timeout)
+    }
+
+    #[tracing::instrument(name = "quarantine_wait", skip_all, fields(id = %id), err(level = "debug"))]
+    async fn quarantine_wait_owned(
+        self,
+        id: ArtifactId,
+        reason: String,
+        timeout: Duration,
+    ) -> Result<Quarantined, Error> {
+        let reason: std::sync::Arc<str> = reason.into();
+        let attempt = move |cache: &Cache| cache.quarantine(&id, &reason);
+        self.retry_while(id, timeout, Error::is_locked, attempt).await
     }
 
     /// Runs `f` on a blocking thread.

@@ -7,6 +7,7 @@ mod commit;
 mod fetch;
 mod flight;
 mod progress;
+mod repair;
 mod resume;
 mod sources;
 #[cfg(feature = "store")]

@@ -43,9 +43,12 @@
 //!
 //! - Server: [`router`] (mount it in an axum app) and [`serve`] (run it, with limits and
 //!   graceful shutdown on [`shutdown_signal`]; [`serve_router`] for an app of one's own),
-//!   configured by [`ServerConfig`]; HTTPS with `TlsConfig` (feature `tls`).
+//!   configured by [`ServerConfig`]; HTTPS with `TlsConfig` (feature `tls`); the background
+//!   [`Scrubber`] ([`ScrubConfig`], [`ScrubReport`]), which re-verifies the cache at a bounded
+//!   read rate, quarantines corrupt artifacts and repairs them.
 //! - Client: [`Downloader`] (built by [`DownloaderBuilder`]): [`download`](Downloader::download),
-//!   [`download_many`](Downloader::download_many), [`upload`](Downloader::upload), with
+//!   [`download_many`](Downloader::download_many), [`upload`](Downloader::upload),
+//!   [`repair`](Downloader::repair) (a quarantined artifact fetched again), with
 //!   [`Progress`] events; the one-shot [`download`] and [`upload`] functions.
 //! - [`Error`], whose [`is_remote`](Error::is_remote) lets a build system treat any remote
 //!   failure as a cache miss.
@@ -89,5 +92,5 @@ pub use server::TlsConfig;
 #[cfg(feature = "server")]
 pub use server::{
     EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
-    ServerConfig, router, serve, serve_router, shutdown_signal,
+    ScrubConfig, ScrubReport, Scrubber, ServerConfig, router, serve, serve_router, shutdown_signal,
 };

@@ -9,6 +9,7 @@ mod metrics;
 mod observe;
 mod peers;
 mod reply;
+mod scrub;
 mod small;
 mod status;
 #[cfg(feature = "store")]
@@ -29,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use config::ServerConfig;
 pub use listen::{serve, serve_router, shutdown_signal};
+pub use scrub::{ScrubConfig, ScrubReport, Scrubber};
 pub use status::{
     EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
 };

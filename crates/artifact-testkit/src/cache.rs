@@ -127,6 +127,19 @@ pub fn commit_known(cache: &Cache, id: &ArtifactId, files: usize) -> Result<Meta
     writer.commit()
 }
 
+/// Flips the first byte of the file `name` (a path inside the tree) of the committed artifact
+/// `id` in the cache at `root`, as a disk error would: the file is made writable for it and
+/// read-only again.
+pub fn flip_byte(root: &Path, id: &ArtifactId, name: &str) {
+    let file = root.join("objects").join(id.to_string()).join("tree").join(name);
+    let mode = fs::metadata(&file).expect("the file to damage").permissions().mode();
+    fs::set_permissions(&file, fs::Permissions::from_mode(mode | 0o200)).expect("chmod u+w");
+    let mut bytes = fs::read(&file).expect("read the file to damage");
+    bytes[0] ^= 1;
+    fs::write(&file, bytes).expect("write the damaged file");
+    fs::set_permissions(&file, fs::Permissions::from_mode(mode)).expect("chmod back");
+}
+
 /// Panics unless `dir` holds exactly what [`fill_known`]`(dir, id, files)` wrote.
 pub fn assert_known(dir: &Path, id: &ArtifactId, files: usize) {
     for i in 0..files {

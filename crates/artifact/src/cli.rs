@@ -65,9 +65,12 @@ pub(crate) enum Command {
     Ls(LsArgs),
     /// Remove an artifact from the local cache.
     Rm(IdArgs),
-    /// Evict least recently used artifacts until the cache fits its size bound.
+    /// Evict least recently used artifacts until the cache fits its size bound; delete
+    /// quarantined ones.
     Gc(GcArgs),
-    /// Recompute tree digests and compare them with the recorded ones (all artifacts without ID).
+    /// Recompute tree digests and compare them with the recorded ones (all artifacts without ID);
+    /// with --repair, quarantine corrupt ones and fetch them again.
+    #[command(after_help = VERIFY_EXIT_CODES)]
     Verify(VerifyArgs),
     /// Run a cache server.
     Serve(ServeArgs),
@@ -123,10 +126,35 @@ pub(crate) struct GcArgs {
     pub(crate) max_size: Option<String>,
 }
 
+/// Exit statuses of `artifact verify`, printed in its `--help`.
+pub(crate) const VERIFY_EXIT_CODES: &str = "\
+Exit status:
+  0  every artifact verified (with --repair: or was repaired)
+  1  failure (an artifact could not be read or checked, or could not be quarantined)
+  2  usage error (a bad flag, id or URL)
+  3  not found (the artifact ID is absent)
+  5  corrupt (without --repair: an artifact does not match its digest; with --repair: a
+     corrupt artifact was quarantined but could not be fetched again whole)
+  6  busy (an artifact is being written, or readers held a corrupt one past the wait)";
+
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// The artifact to verify; all of them when absent.
     pub(crate) id: Option<String>,
+    /// Move each corrupt artifact out of the cache into its quarantine area (never served
+    /// again; its reason recorded beside its metadata), then fetch it again from --from,
+    /// keeping the new copy only if it has the digest recorded at commit.
+    #[arg(long, requires = "from")]
+    pub(crate) repair: bool,
+    /// With --repair: a server (`http(s)://`) or object store (`s3://BUCKET[/PREFIX]`, …) to
+    /// fetch corrupt artifacts from again; repeat for failover, tried in order.
+    #[arg(long = "from", value_name = "URL", requires = "repair")]
+    pub(crate) from: Vec<String>,
+    /// With --repair: a file holding the bearer token, for servers that require it for reads.
+    #[arg(long, value_name = "FILE", requires = "repair")]
+    pub(crate) token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) transfer: TransferArgs,
 }
 
 #[derive(Debug, Args)]
@@ -172,7 +200,28 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
     #[command(flatten)]
+    pub(crate) scrub: ServeScrubArgs,
+    #[command(flatten)]
     pub(crate) jobs: ServeJobsArgs,
+}
+
+/// The scrub flags of `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeScrubArgs {
+    /// Re-verify every artifact's tree digest once per DURATION in the background (e.g.
+    /// `24h`): a corrupt one is quarantined at once (never served again) and fetched again
+    /// from --repair-from and --store, if given. Off by default.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) scrub_interval: Option<humantime::Duration>,
+    /// Read at most SIZE per second while scrubbing, on average (e.g. `50MiB/s`) [default:
+    /// 16MiB/s].
+    #[arg(long, value_name = "SIZE/s", requires = "scrub_interval")]
+    pub(crate) scrub_rate: Option<String>,
+    /// Where the scrub fetches a quarantined artifact again: a peer server or an object
+    /// store; repeat for failover, tried in order (then --store). The --token-file token is
+    /// sent to them.
+    #[arg(long = "repair-from", value_name = "URL", requires = "scrub_interval")]
+    pub(crate) repair_from: Vec<String>,
 }
 
 /// The transfer-job flags of `serve`.

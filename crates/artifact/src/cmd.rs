@@ -8,5 +8,7 @@ pub(crate) mod net;
 pub(crate) mod pack;
 #[cfg(feature = "http")]
 pub(crate) mod place;
+#[cfg(feature = "http")]
+pub(crate) mod scrub;
 #[cfg(feature = "store")]
 pub(crate) mod store;

@@ -35,6 +35,15 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Formats `bytes` for people: `1.5 GiB`, `512 B`.
+/// Parses a positive rate, `SIZE/s` (the `/s` may be left out), e.g. `8MiB/s`.
+#[cfg(feature = "http")]
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
+    match parse_size(text.strip_suffix("/s").unwrap_or(text)) {
+        Ok(0) => Err(format!("invalid rate {text:?}: it must be positive")),
+        result => result,
+    }
+}
+
 pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

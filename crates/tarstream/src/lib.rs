@@ -86,7 +86,7 @@ pub use range::send_range;
 pub use receive::{receive, receive_with, receive_with_index};
 pub use send::{send, send_without_digest};
 pub use summary::Summary;
-pub use walk_digest::digest_dir;
+pub use walk_digest::{digest_dir, digest_dir_with};
 
 /// Entry points for the fuzz targets in the repository's `fuzz/` directory: the header and PAX
 /// decoders that [`receive`] uses. Not part of the API: it may change in any release.

@@ -32,6 +32,37 @@ pub fn digest_dir(dir: &Path) -> Result<Summary, Error> {
     digest_root(root.as_fd(), dir)
 }
 
+/// [`digest_dir`] with a hook called before each read of file content, with the number of
+/// bytes about to be read (at most 256 KiB at a time; every byte of every file is announced
+/// exactly once, so the calls add up to `file_bytes` of the [`Summary`]).
+///
+/// The hook may block to pace the reads (a rate limit), or fail to stop the walk: its error
+/// is returned as [`Error::Io`] naming the file being read.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("a.txt"), b"abc")?;
+/// let mut announced = 0;
+/// let summary = tarstream::digest_dir_with(dir.path(), |bytes| {
+///     announced += bytes;
+///     Ok(())
+/// })?;
+/// assert_eq!(announced, summary.file_bytes);
+/// assert_eq!(summary.digest, tarstream::digest_dir(dir.path())?.digest);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn digest_dir_with(
+    dir: &Path,
+    before_read: impl FnMut(u64) -> io::Result<()>,
+) -> Result<Summary, Error> {
+    let root = walk::open_root(dir)?;
+    let mut listing = Digesting { tree: TreeHasher::new(), summary: Summary::empty() };
+    walk_root_with(root.as_fd(), dir, &mut listing, before_read)?;
+    let mut summary = listing.summary;
+    summary.digest = listing.tree.finish();
+    Ok(summary)
+}
+
 /// [`digest_dir`] of an open directory (`root_path` names it in errors).
 pub(crate) fn digest_root(root: BorrowedFd<'_>, root_path: &Path) -> Result<Summary, Error> {
     let mut listing = Digesting { tree: TreeHasher::new(), summary: Summary::empty() };
@@ -100,6 +131,16 @@ pub(crate) fn walk_root(
     root_path: &Path,
     listing: &mut impl Listing,
 ) -> Result<(), Error> {
+    walk_root_with(root, root_path, listing, |_| Ok(()))
+}
+
+/// [`walk_root`], calling `before_read` with the size of each read of file content first.
+fn walk_root_with(
+    root: BorrowedFd<'_>,
+    root_path: &Path,
+    listing: &mut impl Listing,
+    mut before_read: impl FnMut(u64) -> io::Result<()>,
+) -> Result<(), Error> {
     let mut buf = vec![0u8; 256 * 1024];
     walk::walk(root, root_path, Files::Open, |rel, item| match item {
         Item::Dir => listing.dir(rel),
@@ -109,8 +150,15 @@ pub(crate) fn walk_root(
             let path = || root_path.join(entry_path(rel));
             let mut hasher = blake3::Hasher::new();
             let mut left = size;
+            let mut announced = 0usize;
             while left > 0 {
-                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                if announced == 0 {
+                    // Short and interrupted reads use up what was announced before asking again.
+                    announced = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    before_read(announced as u64)
+                        .map_err(|source| Error::Io { path: path(), source })?;
+                }
+                let want = announced;
                 let n = match file.read(&mut buf[..want]) {
                     Ok(0) => return Err(Error::FileChanged { path: path() }),
                     Ok(n) => n,
@@ -118,6 +166,7 @@ pub(crate) fn walk_root(
                     Err(source) => return Err(Error::Io { path: path(), source }),
                 };
                 hasher.update(&buf[..n]);
+                announced -= n;
                 left -= n as u64;
             }
             listing.file(rel, executable, size, hasher.finalize().as_bytes())

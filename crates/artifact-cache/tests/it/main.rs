@@ -7,6 +7,7 @@ mod index;
 mod model;
 mod open;
 mod process;
+mod quarantine;
 mod rules;
 mod stress;
 #[cfg(feature = "tokio")]

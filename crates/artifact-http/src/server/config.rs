@@ -84,6 +84,9 @@ pub struct ServerConfig {
     /// ask at the same time), and a `PUT` answers only once the artifact is in the store too.
     #[cfg(feature = "store")]
     pub store: Option<artifact_store::Store>,
+    /// The background scrub whose state `/metrics` and the status page show (none by default;
+    /// the server does not start it: spawn [`Scrubber::run`](crate::Scrubber::run)).
+    pub scrub: Option<crate::Scrubber>,
     /// Speak HTTPS with this certificate (feature `tls`; none by default: plain HTTP).
     /// [`serve`](crate::serve) and [`serve_router`](crate::serve_router) only.
     #[cfg(feature = "tls")]
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             small_stream_max: 64 << 10,
             #[cfg(feature = "store")]
             store: None,
+            scrub: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -138,6 +142,7 @@ impl fmt::Debug for ServerConfig {
             .field("small_stream_max", &self.small_stream_max);
         #[cfg(feature = "store")]
         f.field("store", &self.store.as_ref().map(artifact_store::Store::url));
+        f.field("scrub", &self.scrub);
         #[cfg(feature = "tls")]
         f.field("tls", &self.tls.is_some());
         f.finish()
@@ -245,6 +250,12 @@ impl ServerConfig {
     #[cfg(feature = "store")]
     pub fn store(mut self, store: Option<artifact_store::Store>) -> Self {
         self.store = store;
+        self
+    }
+
+    /// Sets [`scrub`](Self::scrub).
+    pub fn scrub(mut self, scrubber: Option<crate::Scrubber>) -> Self {
+        self.scrub = scrubber;
         self
     }
 

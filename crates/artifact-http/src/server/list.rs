@@ -191,6 +191,7 @@ pub(super) async fn metrics(
         evictions: Some(app.cache.evictions()),
         store: store_gauges(&app),
         small: app.small.as_ref().map(super::small::SmallStreams::gauges),
+        scrub: app.config.scrub.as_ref().map(super::scrub::Scrubber::status),
     };
     let text = app.metrics.render(&gauges);
     let content_type = HeaderValue::from_static(super::metrics::CONTENT_TYPE);

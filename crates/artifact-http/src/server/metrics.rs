@@ -103,6 +103,8 @@ pub(crate) struct Gauges {
     pub(crate) store: Option<StoreGauges>,
     /// The small streams kept in memory, when that is on.
     pub(crate) small: Option<super::small::SmallGauges>,
+    /// The background scrub, when there is one.
+    pub(crate) scrub: Option<super::scrub::ScrubStatus>,
 }
 
 /// What `/metrics` reports of the store (feature `store`).
@@ -256,6 +258,43 @@ impl Metrics {
                 registry.register(name, help, ConstGauge::new(value));
             }
         }
+        if let Some(scrub) = &gauges.scrub {
+            for (name, help, value) in [
+                ("artifact_scrub_passes", "Scrub passes finished", scrub.passes),
+                ("artifact_scrub_verified", "Artifacts the scrub verified whole", scrub.verified),
+                ("artifact_scrub_bytes", "Bytes of file content the scrub read", scrub.bytes),
+                ("artifact_scrub_corrupt", "Corrupt artifacts the scrub found", scrub.corrupt),
+                (
+                    "artifact_scrub_quarantined",
+                    "Corrupt artifacts the scrub moved into quarantine",
+                    scrub.quarantined,
+                ),
+                (
+                    "artifact_scrub_repaired",
+                    "Quarantined artifacts fetched again with their recorded digest",
+                    scrub.repaired,
+                ),
+                (
+                    "artifact_scrub_repair_failures",
+                    "Quarantined artifacts that could not be fetched again",
+                    scrub.repair_failures,
+                ),
+                (
+                    "artifact_scrub_errors",
+                    "Artifacts the scrub could not check or quarantine (logged)",
+                    scrub.errors,
+                ),
+            ] {
+                registry.register(name, help, counter(value));
+            }
+            if let Some(pass) = &scrub.last_pass {
+                registry.register(
+                    "artifact_scrub_last_pass_timestamp_seconds",
+                    "When the last finished scrub pass ended (Unix time)",
+                    ConstGauge::new(pass.finished),
+                );
+            }
+        }
         if let Some(evictions) = gauges.evictions {
             registry.register(
                 "artifact_cache_evictions",
@@ -301,6 +340,7 @@ mod tests {
                 bytes: 2048,
                 ..Default::default()
             }),
+            scrub: None,
         });
         for line in [
             "artifact_store_requests_total 5",

@@ -121,6 +121,8 @@ pub(crate) struct Status {
     pub(crate) jobs: Option<JobsView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) store: Option<StoreStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) scrub: Option<super::scrub::ScrubStatus>,
     pub(crate) warnings: Vec<Warning>,
 }
 
@@ -245,6 +247,7 @@ async fn gather(app: &App, jobs: Option<Arc<dyn JobsSource>>) -> Status {
         },
         jobs,
         store: store_status(app),
+        scrub: app.config.scrub.as_ref().map(super::scrub::Scrubber::status),
         warnings: app.activity.warnings(),
     }
 }

@@ -11,6 +11,7 @@ mod hostile;
 mod interop;
 mod ranges;
 mod resume;
+mod scrub;
 mod seed;
 mod server;
 mod small;

@@ -14,18 +14,10 @@ use artifact_testkit::{
 };
 use proptest::prelude::*;
 
-use crate::support::{id, run, tar_of};
+use crate::support::{id, metric, run, tar_of};
 
 fn url(server: &TestServer, id: &ArtifactId) -> String {
     format!("{}{}", server.url(), protocol::artifact_path(id))
-}
-
-/// The value of the sample `name` in `/metrics`.
-async fn metric(server: &TestServer, name: &str) -> u64 {
-    let text =
-        reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.split(' ').next() == Some(name));
-    line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("no {name}"))
 }
 
 /// Commits `id` holding one file `f` with `content`.

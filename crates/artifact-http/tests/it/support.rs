@@ -83,6 +83,14 @@ pub(crate) fn id(n: u64) -> ArtifactId {
     artifact_testkit::cache::test_id(n)
 }
 
+/// The value of the sample `name` in `server`'s `/metrics`.
+pub(crate) async fn metric(server: &artifact_testkit::server::TestServer, name: &str) -> u64 {
+    let text =
+        reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.split(' ').next() == Some(name));
+    line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("no {name}"))
+}
+
 /// The body of `response` as JSON.
 pub(crate) async fn json(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_slice(&response.bytes().await.expect("a body")).expect("a JSON body")

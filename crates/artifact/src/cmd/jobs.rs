@@ -16,7 +16,7 @@ use crate::{
     Context,
     cli::{JobsCommand, JobsServer, ServeJobsArgs},
     exit::{Exit, fail},
-    size::{human, parse_size},
+    size::{human, parse_rate},
 };
 
 /// How often `jobs wait` asks the server.
@@ -28,14 +28,8 @@ pub(crate) fn serve_config(
     server: &ServerConfig,
 ) -> anyhow::Result<JobsConfig> {
     let usage = |msg: String| fail(Exit::Usage, anyhow!(msg));
-    let per_second = |flag: &str, text: &str| {
-        let size = text.strip_suffix("/s").unwrap_or(text);
-        match parse_size(size) {
-            Ok(0) => Err(usage(format!("{flag}: the rate must be positive"))),
-            Ok(bytes) => Ok(bytes),
-            Err(err) => Err(usage(format!("{flag} {text:?}: {err}"))),
-        }
-    };
+    let per_second =
+        |flag: &str, text: &str| parse_rate(text).map_err(|err| usage(format!("{flag}: {err}")));
     if args.jobs_concurrency == 0 {
         return Err(usage("--jobs-concurrency must be at least 1".into()));
     }

@@ -88,7 +88,7 @@ fn import(source: &Path, dest: &Path) -> anyhow::Result<tarstream::Summary> {
 }
 
 /// Every committed id, in order.
-fn sorted_ids(cache: &Cache) -> anyhow::Result<Vec<ArtifactId>> {
+pub(crate) fn sorted_ids(cache: &Cache) -> anyhow::Result<Vec<ArtifactId>> {
     let mut ids = cache
         .list()
         .map_err(cache_failure)?
@@ -157,12 +157,13 @@ pub(crate) fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "evicted {} ({}), skipped {} in use, removed {} and {}; the cache holds {} ({})",
+            "evicted {} ({}), skipped {} in use, removed {}, {} and {}; the cache holds {} ({})",
             count(report.evicted.len() as u64, "artifact"),
             human(report.evicted_bytes),
             report.skipped_locked,
             count(report.leftovers_removed, "leftover"),
             count(report.stale_locks_removed, "stale lock"),
+            count(report.quarantine_removed, "quarantined artifact"),
             count(report.usage.artifacts, "artifact"),
             human(report.usage.bytes),
         );
@@ -171,6 +172,15 @@ pub(crate) fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<()> {
+    if args.repair {
+        #[cfg(feature = "http")]
+        return crate::cmd::scrub::verify_repair(ctx, args);
+        #[cfg(not(feature = "http"))]
+        return Err(fail(
+            Exit::Usage,
+            anyhow!("this build of artifact has no HTTP support (feature `http`)"),
+        ));
+    }
     let cache = open(ctx)?;
     if let Some(id) = &args.id {
         let id = parse_id(id)?;
@@ -244,7 +254,7 @@ fn report(ctx: &Context, id: &ArtifactId, result: &Result<Metadata, Error>) -> a
 }
 
 /// `err` and its sources on one line: "what failed: because: because".
-fn chain(err: &Error) -> String {
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {

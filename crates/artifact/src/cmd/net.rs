@@ -71,6 +71,13 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             anyhow!("this build of artifact has no store support (feature `store`)"),
         ));
     }
+    let scrubber = crate::cmd::scrub::scrubber(
+        &args.scrub,
+        &cache,
+        config.token.clone(),
+        #[cfg(feature = "store")]
+        store.as_ref(),
+    )?;
     runtime()?.block_on(async move {
         // The bucket is checked once: a bad one is one clear line and a non-zero exit.
         #[cfg(feature = "store")]
@@ -102,6 +109,9 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         drop(out);
+        let config = config.scrub(scrubber.clone());
+        // Aborted after the server stops, which stops a walk under way at its next read.
+        let scrubbing = scrubber.map(|scrubber| tokio::spawn(scrubber.run()));
         let app =
             jobs.with_metrics(artifact_http::router(cache, config.clone()).merge(jobs.router()));
         // On the signal, the jobs stop at once (running ones are left queued), while requests
@@ -112,6 +122,9 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             stop_jobs.shutdown().await;
         };
         let served = artifact_http::serve_router(listener, app, &config, shutdown).await;
+        if let Some(scrubbing) = scrubbing {
+            scrubbing.abort();
+        }
         jobs.shutdown().await;
         served.context("serving")
     })

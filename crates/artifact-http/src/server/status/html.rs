@@ -5,6 +5,7 @@
 use std::fmt::{self, Write};
 
 use super::{JobsView, Status, StoreStatus};
+use crate::server::scrub::ScrubStatus;
 
 /// `text` with the characters that mean something in HTML (text or quoted attribute) escaped.
 pub(super) fn escape(text: &str) -> Escaped<'_> {
@@ -91,6 +92,9 @@ fn write_page(out: &mut String, s: &Status) -> fmt::Result {
     }
     if let Some(store) = &s.store {
         write_store(out, store)?;
+    }
+    if let Some(scrub) = &s.scrub {
+        write_scrub(out, scrub)?;
     }
     write_warnings(out, s)?;
     out.write_str("</body></html>\n")
@@ -301,6 +305,71 @@ fn write_store(out: &mut String, store: &StoreStatus) -> fmt::Result {
         errors.join(", "),
         escape(store.last_error.as_ref().map_or("", |w| w.message.as_str())),
     )
+}
+
+fn write_scrub(out: &mut String, scrub: &ScrubStatus) -> fmt::Result {
+    let sources = if scrub.repair_from.is_empty() {
+        "<span class=\"muted\">none: corrupt artifacts are quarantined, not repaired</span>".into()
+    } else {
+        let listed: Vec<String> =
+            scrub.repair_from.iter().map(|url| format!("<code>{}</code>", escape(url))).collect();
+        listed.join(", ")
+    };
+    let last = match &scrub.last_pass {
+        Some(pass) => format!(
+            "ended {} (Unix time), {} verified, {} corrupt, {}",
+            pass.finished,
+            pass.verified,
+            pass.corrupt,
+            size(pass.bytes)
+        ),
+        None => "<span class=\"muted\">none yet</span>".into(),
+    };
+    let running = match scrub.running_since {
+        Some(since) => format!("since {since} (Unix time)"),
+        None => "no".into(),
+    };
+    write!(
+        out,
+        "<h2>Scrub</h2>\n<table><tr><th>Every</th><td>{} s at {}/s</td></tr>\
+         <tr><th>Repair from</th><td>{sources}</td></tr>\
+         <tr><th>Running</th><td id=\"scrub-running\">{running}</td></tr>\
+         <tr><th>Last pass</th><td id=\"scrub-last\">{last}</td></tr>\
+         <tr><th>Totals</th><td id=\"scrub-totals\">{} passes, {} verified, {} read, \
+         {} corrupt, {} quarantined, {} repaired, {} repair failures, {} errors</td></tr>\
+         </table>\n",
+        scrub.interval_secs,
+        size(scrub.rate_bytes_per_sec),
+        scrub.passes,
+        scrub.verified,
+        size(scrub.bytes),
+        scrub.corrupt,
+        scrub.quarantined,
+        scrub.repaired,
+        scrub.repair_failures,
+        scrub.errors,
+    )?;
+    if scrub.recent.is_empty() {
+        return out
+            .write_str("<p class=\"muted\" id=\"scrub-found\">No corrupt artifact found.</p>\n");
+    }
+    out.write_str(
+        "<table id=\"scrub-found\"><tr><th>when (Unix time)</th><th>id</th><th>why</th>\
+         <th>state</th><th>detail</th></tr>\n",
+    )?;
+    for event in &scrub.recent {
+        writeln!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"err\">{}</td><td>{}</td>\
+             <td>{}</td></tr>",
+            event.at,
+            escape(&event.id),
+            escape(&event.reason),
+            event.state,
+            escape(&event.detail)
+        )?;
+    }
+    out.write_str("</table>\n")
 }
 
 fn write_warnings(out: &mut String, s: &Status) -> fmt::Result {
