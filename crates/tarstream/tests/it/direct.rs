@@ -14,7 +14,7 @@ use std::{
 use artifact_testkit::{TreeBuilder, assert_same_tree, watchdog};
 use tarstream::{Error, ReceiveOptions};
 
-use crate::forge::{Forge, Sandbox};
+use crate::forge::{Forge, Sandbox, through_pipe};
 
 /// A tree with files on both sides of the size from which data moves through the kernel
 /// (64 KiB), one larger than the input buffer (1 MiB), and small entries between them.
@@ -32,25 +32,6 @@ fn mixed_tree(root: &Path) -> Vec<u8> {
     let mut stream = Vec::new();
     tarstream::send(root, &mut stream).unwrap();
     stream
-}
-
-/// Runs `read` on the reading end of a pipe while another thread writes `stream` into it in
-/// pieces of at most `piece` bytes (so that splices come back short). The writer stops
-/// quietly when the reader goes away early.
-fn through_pipe<T>(stream: &[u8], piece: usize, read: impl FnOnce(&io::PipeReader) -> T) -> T {
-    let (reader, mut writer) = io::pipe().unwrap();
-    thread::scope(|scope| {
-        scope.spawn(move || {
-            for chunk in stream.chunks(piece) {
-                if writer.write_all(chunk).is_err() {
-                    return;
-                }
-            }
-        });
-        let got = read(&reader);
-        drop(reader);
-        got
-    })
 }
 
 /// Runs `send` into the writing end of a pipe and returns what came out of the other end,
