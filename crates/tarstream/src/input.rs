@@ -10,6 +10,7 @@ use std::{
 use crate::{
     Error,
     direct::{self, Direct, MoveError},
+    error::IoResultExt,
     header::BLOCK,
 };
 
@@ -161,8 +162,7 @@ impl<R: Read> Input<R> {
         let mut left = len;
         let buffered = self.end - self.start;
         if self.direct.is_some() && len >= buffered as u64 + direct::MIN_DIRECT {
-            file.write_all(&self.buf[self.start..self.end])
-                .map_err(|source| Error::Io { path: path(), source })?;
+            file.write_all(&self.buf[self.start..self.end]).with_path(path())?;
             self.consume(buffered);
             left -= buffered as u64;
             while left > 0 && !self.eof {
@@ -181,9 +181,7 @@ impl<R: Read> Input<R> {
             }
         }
         let moved = len - left;
-        let rest = self.data(left, |chunk| {
-            file.write_all(chunk).map_err(|source| Error::Io { path: path(), source })
-        })?;
+        let rest = self.data(left, |chunk| file.write_all(chunk).with_path(path()))?;
         Ok(rest.map_err(|short| Short { got: moved + short.got, ..short }))
     }
 
