@@ -93,6 +93,10 @@ pub fn send_without_digest(dir: &Path, out: impl Write) -> Result<u64, Error> {
 /// only buffered writes, as does a file system that refuses the kernel's copy. Returns the
 /// number of bytes written.
 ///
+/// As with `sendfile(2)`, spliced data is read from the file's pages when the reader drains
+/// the pipe, which may be after this returns: a file rewritten in place meanwhile shows its new
+/// bytes. A tree that changes while it is sent gives no consistent stream on any path.
+///
 /// `artifact pack` writes its standard output this way.
 ///
 /// # Errors
