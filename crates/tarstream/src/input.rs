@@ -1,9 +1,18 @@
 //! The input side of `receive`: one big buffer in front of the reader, with the stream offset
 //! tracked for error messages and limits.
 
-use std::io::{self, Read};
+use std::{
+    fs::File,
+    io::{self, Read, Write},
+    path::PathBuf,
+};
 
-use crate::{Error, header::BLOCK};
+use crate::{
+    Error,
+    direct::{self, Direct, MoveError},
+    error::IoResultExt,
+    header::BLOCK,
+};
 
 /// The input buffer size.
 const IN_BUF: usize = 1 << 20;
@@ -16,6 +25,8 @@ pub(crate) struct Input<R> {
     /// Stream offset of `buf[start]`.
     offset: u64,
     eof: bool,
+    /// Where file data can come past the buffer, straight from `inner`'s file descriptor.
+    direct: Option<Direct>,
 }
 
 /// A read that hit the end of the stream after `got` bytes.
@@ -28,7 +39,13 @@ pub(crate) struct Short {
 
 impl<R: Read> Input<R> {
     pub(crate) fn new(inner: R) -> Self {
-        Input { inner, buf: vec![0; IN_BUF], start: 0, end: 0, offset: 0, eof: false }
+        Input { inner, buf: vec![0; IN_BUF], start: 0, end: 0, offset: 0, eof: false, direct: None }
+    }
+
+    /// Moves large file data with `direct` (the file descriptor `inner` reads from).
+    pub(crate) fn direct(mut self, direct: Option<Direct>) -> Self {
+        self.direct = direct;
+        self
     }
 
     /// The stream offset of the next unconsumed byte.
@@ -131,6 +148,41 @@ impl<R: Read> Input<R> {
             }
         }
         Ok(filled)
+    }
+
+    /// Writes the next `len` bytes to `file`: what is buffered, then, for a large rest and
+    /// where there is a route, straight from the input's file descriptor through the kernel,
+    /// else through the buffer. `Err(Short)` if the stream ended first.
+    pub(crate) fn write_to(
+        &mut self,
+        file: &mut File,
+        len: u64,
+        path: &dyn Fn() -> PathBuf,
+    ) -> Result<Result<(), Short>, Error> {
+        let mut left = len;
+        let buffered = self.end - self.start;
+        if self.direct.is_some() && len >= buffered as u64 + direct::MIN_DIRECT {
+            file.write_all(&self.buf[self.start..self.end]).with_path(path())?;
+            self.consume(buffered);
+            left -= buffered as u64;
+            while left > 0 && !self.eof {
+                let Some(direct) = &self.direct else { break };
+                match direct.read_to(file, left) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => {
+                        self.offset += n as u64;
+                        left -= n as u64;
+                    }
+                    Err(MoveError::Unsupported) => self.direct = None,
+                    Err(MoveError::Failed(source)) => {
+                        return Err(Error::Io { path: path(), source });
+                    }
+                }
+            }
+        }
+        let moved = len - left;
+        let rest = self.data(left, |chunk| file.write_all(chunk).with_path(path()))?;
+        Ok(rest.map_err(|short| Short { got: moved + short.got, ..short }))
     }
 
     /// Skips `len` bytes (padding, whose content is not checked).

@@ -33,6 +33,9 @@
 //!   from other tools) into a directory, strictly: nothing is created, changed or followed
 //!   outside it, and every rule broken is a typed [`Error`] naming the entry.
 //!   [`ReceiveOptions`] sets limits (bytes, entries, path length) and read-only files.
+//! - Where nobody needs the digest: [`send_without_digest`] and [`receive_without_digest`], and
+//!   [`send_to_fd`] and [`receive_from_fd`], which also let the kernel move large files' data
+//!   between a pipe (or a regular file) and the tree with `splice` or `copy_file_range`.
 //! - [`digest_dir`] computes the same [`Digest`] by walking a directory; [`TreeHasher`] is the
 //!   digest itself, for other producers of tree listings. Each call returns a [`Summary`].
 //! - [`Index`] (from [`index_dir`] or an [`IndexBuilder`]) records where each entry starts in
@@ -61,6 +64,7 @@ mod asyncio;
 mod bigfile;
 mod dest;
 mod digest;
+mod direct;
 mod error;
 mod header;
 mod index;
@@ -83,8 +87,10 @@ pub use error::{Error, Limit, Section};
 pub use index::{Entry, EntryKind, Index, IndexBuilder, index_dir};
 pub use options::ReceiveOptions;
 pub use range::send_range;
-pub use receive::{receive, receive_with, receive_with_index};
-pub use send::{send, send_without_digest};
+pub use receive::{
+    receive, receive_from_fd, receive_with, receive_with_index, receive_without_digest,
+};
+pub use send::{send, send_to_fd, send_without_digest};
 pub use summary::Summary;
 pub use walk_digest::{digest_dir, digest_dir_with};
 

@@ -2,13 +2,16 @@
 //! hashing entries into the tree digest as they arrive.
 
 use std::{
+    fs::File,
     io::{Read, Write},
+    os::fd::AsFd,
     path::Path,
 };
 
 use crate::{
     Error, Index, IndexBuilder, ReceiveOptions, Summary, TreeHasher, bigfile,
     dest::Dest,
+    direct::Direct,
     error::{IoResultExt, Limit, Section, entry_path},
     header::{self, BLOCK, DecodeError, Kind},
     input::{Input, Short},
@@ -62,7 +65,79 @@ pub fn receive_with(
     input: impl Read,
     options: &ReceiveOptions,
 ) -> Result<Summary, Error> {
-    receive_listed(dir, input, options, Ledger::Hash(TreeHasher::new())).map(|(summary, _)| summary)
+    let ledger = Ledger::Hash(TreeHasher::new());
+    receive_listed(dir, Input::new(input), options, ledger).map(|(summary, _)| summary)
+}
+
+/// Like [`receive_with`], under the same rules, without computing the tree digest: for a
+/// receiver that has no use for it (`artifact unpack` without `--json`). Hashing is most of
+/// the CPU time of receiving large files. Returns the number of bytes of stream read.
+///
+/// # Errors
+///
+/// As for [`receive_with`].
+///
+/// ```
+/// let src = tempfile::tempdir()?;
+/// std::fs::write(src.path().join("a.txt"), b"hello")?;
+/// let mut stream = Vec::new();
+/// tarstream::send(src.path(), &mut stream)?;
+///
+/// let dst = tempfile::tempdir()?;
+/// let options = tarstream::ReceiveOptions::default();
+/// let read = tarstream::receive_without_digest(&dst.path().join("copy"), &stream[..], &options)?;
+/// assert_eq!(read, stream.len() as u64);
+/// assert_eq!(std::fs::read(dst.path().join("copy/a.txt"))?, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn receive_without_digest(
+    dir: &Path,
+    input: impl Read,
+    options: &ReceiveOptions,
+) -> Result<u64, Error> {
+    receive_listed(dir, Input::new(input), options, Ledger::Off)
+        .map(|(summary, _)| summary.stream_bytes)
+}
+
+/// Like [`receive_without_digest`], from a file descriptor: where `input` is a pipe, the data
+/// of large files moves from it to the new files with `splice(2)`, and where it is a regular
+/// file, with `copy_file_range(2)`, instead of being read into memory and written out again.
+/// Headers, small files and padding are read through the 1 MiB buffer as usual, with every
+/// rule of [`receive_with`] applied; anything else (a socket, a terminal) is only read, as is
+/// input that the kernel refuses to copy. Returns the number of bytes of stream read.
+///
+/// `artifact unpack` reads its standard input this way.
+///
+/// # Errors
+///
+/// As for [`receive_with`]: a stream that ends inside a file's data is
+/// [`Error::Truncated`] at the same offset whichever way the data came.
+///
+/// ```
+/// let src = tempfile::tempdir()?;
+/// std::fs::write(src.path().join("big"), vec![7u8; 1 << 20])?;
+/// let mut file = tempfile::tempfile()?;
+/// let sent = tarstream::send_to_fd(src.path(), &file)?;
+/// std::io::Seek::rewind(&mut file)?;
+///
+/// let dst = tempfile::tempdir()?;
+/// let options = tarstream::ReceiveOptions::default();
+/// let read = tarstream::receive_from_fd(&dst.path().join("copy"), &file, &options)?;
+/// assert_eq!(read, sent);
+/// assert_eq!(std::fs::read(dst.path().join("copy/big"))?, vec![7u8; 1 << 20]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn receive_from_fd(
+    dir: &Path,
+    input: impl AsFd,
+    options: &ReceiveOptions,
+) -> Result<u64, Error> {
+    let input = File::from(
+        input.as_fd().try_clone_to_owned().map_err(|source| Error::Read { offset: 0, source })?,
+    );
+    let direct = Direct::new(&input);
+    receive_listed(dir, Input::new(&input).direct(direct), options, Ledger::Off)
+        .map(|(summary, _)| summary.stream_bytes)
 }
 
 /// Like [`receive_with`], and also returns the received tree's [`Index`] (the entry index of
@@ -93,13 +168,14 @@ pub fn receive_with_index(
     input: impl Read,
     options: &ReceiveOptions,
 ) -> Result<(Summary, Index), Error> {
-    let (summary, index) = receive_listed(dir, input, options, Ledger::Index(IndexBuilder::new()))?;
+    let ledger = Ledger::Index(IndexBuilder::new());
+    let (summary, index) = receive_listed(dir, Input::new(input), options, ledger)?;
     Ok((summary, index.expect("an index ledger gives an index")))
 }
 
-fn receive_listed(
+fn receive_listed<R: Read>(
     dir: &Path,
-    input: impl Read,
+    input: Input<R>,
     options: &ReceiveOptions,
     ledger: Ledger,
 ) -> Result<(Summary, Option<Index>), Error> {
@@ -108,7 +184,7 @@ fn receive_listed(
     let dest = Dest::open(dir, options.read_only)?;
     let indexing = matches!(ledger, Ledger::Index(_));
     let mut rx = Receiver {
-        input: Input::new(input),
+        input,
         dest,
         book: Book {
             tree: ledger,
@@ -139,7 +215,10 @@ fn receive_listed(
                 summary.digest = index.digest();
                 (summary, Some(index))
             }
+            Ledger::Off => (summary, None),
         }
+    } else if matches!(rx.book.tree, Ledger::Off) {
+        (rx.book.summary, None)
     } else {
         tracing::debug!("stream not in canonical order; hashing the received tree");
         if indexing {
@@ -156,11 +235,14 @@ fn receive_listed(
     Ok((summary, index))
 }
 
-/// What the records of the tree go into as they arrive: the digest alone, or the index
-/// (which computes the digest too).
+/// What the records of the tree go into as they arrive: the digest alone, the index (which
+/// computes the digest too), or nothing.
 enum Ledger {
     Hash(TreeHasher),
     Index(IndexBuilder),
+    /// No digest: file contents are not hashed, and the summary's digest is that of an empty
+    /// tree, not to be used.
+    Off,
 }
 
 impl Ledger {
@@ -169,6 +251,7 @@ impl Ledger {
         match self {
             Ledger::Hash(tree) => tree.dir(path).is_ok(),
             Ledger::Index(index) => index.dir(path).is_ok(),
+            Ledger::Off => true,
         }
     }
 
@@ -176,6 +259,7 @@ impl Ledger {
         match self {
             Ledger::Hash(tree) => tree.file(path, executable, size, hash).is_ok(),
             Ledger::Index(index) => index.file(path, executable, size, hash).is_ok(),
+            Ledger::Off => true,
         }
     }
 
@@ -183,6 +267,7 @@ impl Ledger {
         match self {
             Ledger::Hash(tree) => tree.symlink(path, target).is_ok(),
             Ledger::Index(index) => index.symlink(path, target).is_ok(),
+            Ledger::Off => true,
         }
     }
 }
@@ -514,21 +599,27 @@ impl<R: Read> Receiver<'_, R> {
                 book.admit(path)?;
                 let mut file =
                     dest.create_file(path, executable, &mut |prefix| book.dir(prefix))?;
-                let read = if size >= bigfile::MIN_SIZE {
-                    bigfile::write_hashed(input, &mut file, size, &|| dest.on_disk(path))?
+                let on_disk = || dest.on_disk(path);
+                let read = if matches!(book.tree, Ledger::Off) {
+                    input.write_to(&mut file, size, &on_disk)?.map(|()| None)
+                } else if size >= bigfile::MIN_SIZE {
+                    bigfile::write_hashed(input, &mut file, size, &on_disk)?.map(Some)
                 } else {
                     let mut hasher = blake3::Hasher::new();
                     input
                         .data(size, |chunk| {
                             hasher.update(chunk);
-                            file.write_all(chunk).with_path(dest.on_disk(path))
+                            file.write_all(chunk).with_path(on_disk())
                         })?
-                        .map(|()| hasher.finalize())
+                        .map(|()| Some(hasher.finalize()))
                 };
                 drop(file);
                 let hash = read.map_err(|_| truncated(input, Some(path), Section::Data))?;
                 skip_padding(input, size, Some(path))?;
-                if book.streaming && !book.tree.file(path, executable, size, hash.as_bytes()) {
+                if let Some(hash) = hash
+                    && book.streaming
+                    && !book.tree.file(path, executable, size, hash.as_bytes())
+                {
                     book.streaming = false;
                 }
                 book.summary.files += 1;

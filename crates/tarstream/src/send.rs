@@ -11,6 +11,7 @@ use rustix::fd::AsFd;
 
 use crate::{
     Error, Summary, TreeHasher,
+    direct::{self, Direct, MoveError},
     error::entry_path,
     header::{self, BLOCK, EntryHeader},
     links::{self, Symlinks},
@@ -84,6 +85,49 @@ pub fn send_without_digest(dir: &Path, out: impl Write) -> Result<u64, Error> {
     send_buffered(dir, out, OUT_BUF, Hashing::Off).map(|summary| summary.stream_bytes)
 }
 
+/// Like [`send_without_digest`], byte for byte the same stream, into a file descriptor: where
+/// `out` is a pipe, the data of large files moves into it with `splice(2)` (for a file system
+/// that keeps files in the page cache, the pipe then refers to the file's pages: no copy at
+/// all), and where it is a regular file, with `copy_file_range(2)`. Headers, small files and
+/// padding go through the 1 MiB buffer as usual, and anything else (a socket, a terminal) gets
+/// only buffered writes, as does a file system that refuses the kernel's copy. Returns the
+/// number of bytes written.
+///
+/// As with `sendfile(2)`, spliced data is read from the file's pages when the reader drains
+/// the pipe, which may be after this returns: a file rewritten in place meanwhile shows its new
+/// bytes. A tree that changes while it is sent gives no consistent stream on any path.
+///
+/// `artifact pack` writes its standard output this way.
+///
+/// # Errors
+///
+/// As for [`send`].
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("big"), vec![7u8; 1 << 20])?;
+/// let mut plain = Vec::new();
+/// tarstream::send_without_digest(dir.path(), &mut plain)?;
+///
+/// // Into a regular file: the file's data is copied by the kernel.
+/// let mut out = tempfile::tempfile()?;
+/// let written = tarstream::send_to_fd(dir.path(), &out)?;
+/// assert_eq!(written, plain.len() as u64);
+/// let mut sent = Vec::new();
+/// std::io::Seek::rewind(&mut out)?;
+/// std::io::Read::read_to_end(&mut out, &mut sent)?;
+/// assert!(sent == plain, "the same stream");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn send_to_fd(dir: &Path, out: impl AsFd) -> Result<u64, Error> {
+    let out = File::from(
+        out.as_fd().try_clone_to_owned().map_err(|source| Error::Write { offset: 0, source })?,
+    );
+    let direct = Direct::new(&out);
+    send_with(dir, Out::new(&out, OUT_BUF).direct(direct), Hashing::Off)
+        .map(|summary| summary.stream_bytes)
+}
+
 /// Whether [`send_buffered`] computes the tree digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hashing {
@@ -99,11 +143,15 @@ pub(crate) fn send_buffered(
     buf_size: usize,
     hashing: Hashing,
 ) -> Result<Summary, Error> {
+    send_with(dir, Out::new(out, buf_size), hashing)
+}
+
+fn send_with<W: Write>(dir: &Path, out: Out<W>, hashing: Hashing) -> Result<Summary, Error> {
     let span = tracing::debug_span!("send", path = %dir.display());
     let _enter = span.enter();
     let root = walk::open_root(dir)?;
     let mut sender = Sender {
-        out: Out::new(out, buf_size),
+        out,
         tree: (hashing == Hashing::On).then(TreeHasher::new),
         summary: Summary::empty(),
         symlinks: Symlinks::default(),
@@ -206,12 +254,22 @@ pub(crate) struct Out<W> {
     buf: Vec<u8>,
     pos: usize,
     written: u64,
+    /// Where the data of large unhashed files goes past the buffer, straight to `inner`'s
+    /// file descriptor.
+    direct: Option<Direct>,
 }
 
 impl<W: Write> Out<W> {
     /// An output buffer of `buf_size` bytes (at least four blocks) in front of `inner`.
     pub(crate) fn new(inner: W, buf_size: usize) -> Self {
-        Out { inner, buf: vec![0; buf_size.max(4 * BLOCK)], pos: 0, written: 0 }
+        Out { inner, buf: vec![0; buf_size.max(4 * BLOCK)], pos: 0, written: 0, direct: None }
+    }
+
+    /// Moves the data of large files that are not hashed with `direct` (the file descriptor
+    /// `inner` writes to).
+    fn direct(mut self, direct: Option<Direct>) -> Self {
+        self.direct = direct;
+        self
     }
 
     pub(crate) fn put(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
@@ -250,6 +308,9 @@ impl<W: Write> Out<W> {
         path: &dyn Fn() -> std::path::PathBuf,
     ) -> Result<(), Error> {
         let mut left = size;
+        if hasher.is_none() && size >= direct::MIN_DIRECT {
+            left = self.move_file(&file, size, path)?;
+        }
         while left > 0 {
             if self.pos == self.buf.len() {
                 self.flush_buf()?;
@@ -269,6 +330,45 @@ impl<W: Write> Out<W> {
             left -= n as u64;
         }
         self.zeros(header::padding(size))
+    }
+
+    /// Moves `size` bytes of `file` (from its current offset) into the stream through the
+    /// kernel, after what is buffered, where there is a route; returns how many bytes are left
+    /// for the buffered copy: all of them without a route, the rest if the kernel refused it
+    /// part way (the file's offset has then moved past what went).
+    fn move_file(
+        &mut self,
+        file: &File,
+        size: u64,
+        path: &dyn Fn() -> std::path::PathBuf,
+    ) -> Result<u64, Error> {
+        if self.direct.is_none() {
+            return Ok(size);
+        }
+        // The walk opens files non-blocking (a fifo raced into place must not hang it), and
+        // `splice` from a non-blocking file gives up when the pipe is full: clear the flag,
+        // or keep to the buffered copy if that fails.
+        if rustix::fs::fcntl_setfl(file, rustix::fs::OFlags::empty()).is_err() {
+            return Ok(size);
+        }
+        self.flush_buf()?;
+        let mut left = size;
+        while left > 0 {
+            let Some(direct) = &self.direct else { break };
+            match direct.write_from(file, left) {
+                Ok(0) => return Err(Error::FileChanged { path: path() }),
+                Ok(n) => {
+                    left -= n as u64;
+                    self.written += n as u64;
+                }
+                Err(MoveError::Unsupported) => self.direct = None,
+                Err(MoveError::Failed(source)) if direct::is_stream_write_error(&source) => {
+                    return Err(Error::Write { offset: self.written, source });
+                }
+                Err(MoveError::Failed(source)) => return Err(Error::Io { path: path(), source }),
+            }
+        }
+        Ok(left)
     }
 
     /// Copies `len` bytes of `file` from offset `from` into the stream with positioned reads

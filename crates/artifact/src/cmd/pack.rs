@@ -47,8 +47,9 @@ pub(crate) fn pack(ctx: &Context, args: PackArgs) -> anyhow::Result<()> {
         // Stdout carries the stream; the summary goes to stderr.
         eprintln!("{}", summary_json(&summary));
     } else {
-        // Nobody asked for the digest: skip hashing, a quarter of the CPU time.
-        tarstream::send_without_digest(&args.dir, &out).with_context(context)?;
+        // Nobody asked for the digest: skip hashing, a quarter of the CPU time, and let the
+        // kernel move large files into the pipe.
+        tarstream::send_to_fd(&args.dir, &out).with_context(context)?;
     }
     Ok(())
 }
@@ -58,13 +59,18 @@ pub(crate) fn unpack(ctx: &Context, args: UnpackArgs) -> anyhow::Result<()> {
     let created = prepare_dest(dir, "unpack")?;
     let input = raw(io::stdin().as_fd())?;
     grow_pipe(&input);
-    match tarstream::receive_with(dir, &input, &ReceiveOptions::default()) {
-        Ok(summary) => {
-            if ctx.json {
-                println!("{}", summary_json(&summary));
-            }
-            Ok(())
-        }
+    let options = ReceiveOptions::default();
+    let received = if ctx.json {
+        tarstream::receive_with(dir, &input, &options).map(|summary| {
+            println!("{}", summary_json(&summary));
+        })
+    } else {
+        // Nobody asked for the digest: skip hashing, and let the kernel move large files
+        // from the pipe.
+        tarstream::receive_from_fd(dir, &input, &options).map(drop)
+    };
+    match received {
+        Ok(()) => Ok(()),
         Err(err) => {
             if let Err(cleanup) = clean(dir, created) {
                 tracing::warn!(path = %dir.display(), error = %cleanup, "could not clean up");

@@ -5,7 +5,7 @@ use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
 use tarstream::{Error, Limit, ReceiveOptions, Section, Summary};
 
-use crate::forge::{Forge, GNU, Hdr, Sandbox, pax_record};
+use crate::forge::{Forge, GNU, Hdr, Sandbox, pax_record, through_pipe};
 
 fn reject_with(stream: &[u8], options: &ReceiveOptions) -> (Sandbox, Error) {
     let sandbox = Sandbox::new();
@@ -13,6 +13,14 @@ fn reject_with(stream: &[u8], options: &ReceiveOptions) -> (Sandbox, Error) {
         .expect_err("a hostile stream was accepted");
     sandbox.assert_outside_untouched();
     assert!(!err.to_string().is_empty());
+    // The same refusal without the digest, from a pipe (where large files' data is spliced).
+    let piped = Sandbox::new();
+    let piped_err = through_pipe(stream, 1 << 16, |pipe| {
+        tarstream::receive_from_fd(&piped.dest, pipe, options)
+            .expect_err("a hostile stream was accepted from a pipe")
+    });
+    piped.assert_outside_untouched();
+    assert_eq!(format!("{piped_err:?}"), format!("{err:?}"), "from a pipe");
     (sandbox, err)
 }
 

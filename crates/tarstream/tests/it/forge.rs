@@ -1,7 +1,11 @@
 //! Hand-built tar streams for the adversarial tests, written field by field here (not with
 //! tarstream's own encoder), and a sandbox that proves nothing outside the destination changed.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::{self, Write},
+    path::{Path, PathBuf},
+    thread,
+};
 
 use artifact_testkit::{Snapshot, TreeBuilder, snapshot};
 
@@ -206,4 +210,27 @@ impl Sandbox {
         now.retain(|path, _| !path.starts_with("dest"));
         assert_eq!(now, self.before, "something outside the destination changed");
     }
+}
+
+/// Runs `read` on the reading end of a pipe while another thread writes `stream` into it in
+/// pieces of at most `piece` bytes (so that splices come back short). The writer stops
+/// quietly when the reader goes away early.
+pub(crate) fn through_pipe<T>(
+    stream: &[u8],
+    piece: usize,
+    read: impl FnOnce(&io::PipeReader) -> T,
+) -> T {
+    let (reader, mut writer) = io::pipe().unwrap();
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            for chunk in stream.chunks(piece) {
+                if writer.write_all(chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let got = read(&reader);
+        drop(reader);
+        got
+    })
 }

@@ -2,6 +2,7 @@
 
 mod adversarial;
 mod async_io;
+mod direct;
 mod faults;
 mod forge;
 mod interop;
