@@ -337,6 +337,7 @@ fn report(
             below.join(", ")
         ));
     }
+    out.push_str(PROFILE);
     out.push_str("\nThe commands:\n\n```sh\n");
     out.push_str(
         "artifact --root \"$SERVER\" add 5a11 \"$SRC\"                 # one 4 KiB file\n\
@@ -348,6 +349,20 @@ fn report(
     );
     out
 }
+
+/// What the profiles of `artifact serve` under this load showed, and what was changed for it.
+const PROFILE: &str = "
+Where a request's time goes in `artifact serve`, from profiles of the release server under `wrk -t1 -c32` (`perf record -e cpu-clock -g` for the split between kernel and user space, callgrind for user-space instructions per request over 4,000 keep-alive `GET`s on 32 connections, `strace -c -f` for system calls):
+
+- About 45% of the CPU time is the kernel's: mostly the loopback TCP send (a `writev` on 127.0.0.1 also delivers into the receiving socket) and switching threads.
+- A hit makes four to six system calls: `recvfrom`, `writev`, and for the read lock an `flock` to take it, an 8-byte `pread` of the lock file's generation and an `flock` to give it back, all three skipped when another request of the process holds the lock.
+  With 32 connections on two runtime threads there is also about one `futex` per hit: the threads wake each other.
+  A miss makes three: `recvfrom`, a `statx` of the metadata path, `writev`.
+- User space, before the changes below: 70,000 instructions per hit, 44% of them building the answer's headers (the digest written out twice, for `X-Artifact-Digest` and `ETag`, one byte at a time), 10% cloning the boxed services of the router's nested per-route layers, and 29% in `malloc` and `free` all told; 41,000 per miss, 17% of them writing the error's text twice.
+- Changed: a kept stream carries the headers of its answer, built once when it is kept (and charged to `--small-cache` with it); the router's three layers are applied as one stack, and so are the jobs' two; the request counters of the common statuses are taken from their metric family once; a 404 writes its error's text once; an answer from memory is not listed among the transfers in flight.
+- After: 32,000 instructions per hit and 31,000 per miss, mostly hyper's parsing and writing, axum's routing, the middleware's bookkeeping and their allocations.
+- `--threads N` sets how many threads answer requests (one per core by default); the table above uses the default.
+";
 
 /// `artifact serve` on 127.0.0.1, port chosen by the system.
 struct Server {
