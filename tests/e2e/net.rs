@@ -135,6 +135,23 @@ fn get_downloads_from_a_server_and_places_a_writable_copy() {
 }
 
 #[test]
+fn a_server_on_one_thread_serves_small_and_absent_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local) = (dir.path().join("remote"), dir.path().join("local"));
+    let src = tree(dir.path(), "t");
+    let server = Server::start(&remote, &["--threads", "1"]);
+    ok(&cli(&remote, &["add", "71", src.to_str().unwrap()]));
+    // Twice from one cache each: the second answer comes from the streams kept in memory.
+    for round in ["first", "second"] {
+        let local = local.join(round);
+        ok(&cli(&local, &["get", "71", "--from", &server.url]));
+        ok(&cli(&local, &["verify", "71"]));
+    }
+    let out = cli(&local, &["get", "72", "--from", &server.url]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+}
+
+#[test]
 fn get_fails_over_to_the_next_server_and_reports_absence_with_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     let (remote, local) = (dir.path().join("remote"), dir.path().join("local"));
@@ -227,6 +244,7 @@ fn bad_arguments_are_usage_errors() {
         &["serve", "--max-streams-per-peer", "0"],
         &["serve", "--max-connections-per-peer", "0"],
         &["serve", "--small-cache", "plenty"],
+        &["serve", "--threads", "many"],
         &["serve", "--listen", "nowhere"],
     ] {
         let out = cli(&root, args);

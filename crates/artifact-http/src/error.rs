@@ -481,6 +481,10 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         text.push_str(&err.to_string());
         source = err.source();
     }
+    // Printable ASCII needs no escape: kept as it is, without a copy (every 404 comes here).
+    if text.bytes().all(|byte| (b' '..=b'~').contains(&byte)) {
+        return text;
+    }
     escape_remote(&text)
 }
 
@@ -535,6 +539,16 @@ mod tests {
         let escaped = escape_remote("a\u{1b}[2Jb\0c\u{7}\r\nd\u{9b}e\u{202e}f é");
         assert_eq!(escaped, "a\\u{1b}[2Jb\\u{0}c\\u{7}\\r\\nd\\u{9b}e\\u{202e}f é");
         assert!(!escaped.chars().any(char::is_control));
+    }
+
+    #[cfg(any(feature = "server", feature = "client"))]
+    #[test]
+    fn error_chains_are_escaped_unless_plain() {
+        let plain = io::Error::other("disk on fire: errno 5");
+        assert_eq!(error_chain(&plain), "disk on fire: errno 5");
+        let hostile =
+            Error::Io { what: "reading", source: Arc::new(io::Error::other("a\u{1b}[2Jb é")) };
+        assert_eq!(error_chain(&hostile), "server i/o failed: reading: a\\u{1b}[2Jb é");
     }
 
     #[cfg(feature = "client")]

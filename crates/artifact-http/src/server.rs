@@ -88,11 +88,16 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
         .route(METRICS_PATH, get(list::metrics))
         .route(STATUS_PATH, get(status::json))
         .route(STATUS_PAGE_PATH, get(status::page))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-        ]))
+        // One layer (a tuple, the first outermost) rather than three: each `Router::layer`
+        // wraps every route in another boxed service, and a request clones the boxes of every
+        // wrapping it passes through.
+        .layer((
+            tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+            ]),
+            tower_http::catch_panic::CatchPanicLayer::new(),
+            axum::middleware::from_fn_with_state(app.clone(), observe::observe),
+        ))
         .with_state(app)
 }
 

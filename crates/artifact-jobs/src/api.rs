@@ -199,8 +199,12 @@ impl Jobs {
     /// carries these jobs as an `Arc<dyn JobsSource>` extension.
     pub fn with_metrics(&self, app: Router) -> Router {
         let source: Arc<dyn JobsSource> = Arc::new(self.clone());
-        app.layer(axum::middleware::from_fn_with_state(self.clone(), append_metrics))
-            .layer(axum::Extension(source))
+        // One layer (a pair, the first outermost) rather than two: each `Router::layer` wraps
+        // every route in another boxed service, which every request clones.
+        app.layer((
+            axum::Extension(source),
+            axum::middleware::from_fn_with_state(self.clone(), append_metrics),
+        ))
     }
 
     fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<(), Reject> {

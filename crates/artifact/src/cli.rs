@@ -187,6 +187,10 @@ pub(crate) struct ServeArgs {
     /// (e.g. `256MiB`; `0` keeps none).
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub(crate) small_cache: String,
+    /// Threads that answer requests (0: one per core). Reading and writing artifacts' files
+    /// runs on a separate pool either way.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) threads: usize,
     /// An object store behind the cache (`s3://BUCKET[/PREFIX]` with the AWS_* environment,
     /// `gs://…`, `az://…`, `file:///DIR`): local misses are fetched from it, uploads are
     /// written to it before they are answered. Checked once at start.

@@ -367,6 +367,11 @@ impl Nginx {
         Ok(Nginx { daemon, url: format!("http://127.0.0.1:{port}") })
     }
 
+    /// The master process's id (its worker is its child).
+    pub(crate) fn pid(&self) -> u32 {
+        self.daemon.0.id()
+    }
+
     pub(crate) fn stop(mut self) {
         let _ = Command::new("kill").args(["-QUIT", &self.daemon.0.id().to_string()]).status();
         let _ = self.daemon.0.wait();

@@ -1,6 +1,6 @@
 //! The artifact endpoints: `GET`/`HEAD`, `PUT` and `DELETE /artifact?id=ID`.
 
-use std::io;
+use std::{io, sync::Arc};
 
 use artifact_cache::{ArtifactId, Fill, Metadata, Quick};
 use axum::{
@@ -13,7 +13,9 @@ use axum::{
 use futures_util::{Stream, StreamExt};
 use tarstream::{Digest, ReceiveOptions};
 
-use super::{Access, App, Peer, Reject, metrics::Metrics, parse_id, peer_ip};
+use super::{
+    Access, App, Peer, Reject, metrics::Metrics, observe::InMemory, parse_id, peer_ip, small::Kept,
+};
 use crate::{
     bridge::{self, Part, PumpEnd},
     protocol::{
@@ -38,11 +40,11 @@ pub(super) async fn get(
     // lock file otherwise, one path lookup for an id this process has not seen.
     let quick = match app.cache.get_quick(&id) {
         Quick::Ready(guard) => {
-            if let Some(stream) = app.small.as_ref().and_then(|small| small.get(guard.metadata())) {
+            if let Some(kept) = app.small.as_ref().and_then(|small| small.get(guard.metadata())) {
                 let meta = guard.metadata().clone();
                 drop(guard);
                 Metrics::add(&app.metrics.hits, 1);
-                return respond(&app, &headers, peer, head, &meta, Opened::Kept(stream));
+                return respond(&app, &headers, peer, head, &meta, Opened::Kept(kept));
             }
             Some(Ok(guard))
         }
@@ -104,8 +106,8 @@ pub(super) async fn get(
 
 /// A committed artifact, ready to be answered for.
 enum Opened {
-    /// Its whole stream, kept in memory.
-    Kept(Bytes),
+    /// Its whole stream, kept in memory, and the headers of the whole answer.
+    Kept(Kept),
     /// Its files, under the read lock, with the entry index when it could be had.
     Files(Box<(artifact_cache::ReadGuard, Option<tarstream::Index>)>),
 }
@@ -118,13 +120,15 @@ fn open(app: &App, guard: artifact_cache::ReadGuard, checked: bool) -> (Metadata
         let index = load_index(&guard);
         return (meta, Opened::Files(Box::new((guard, index))));
     };
-    if !checked && let Some(stream) = small.get(&meta) {
-        return (meta, Opened::Kept(stream));
+    if !checked && let Some(kept) = small.get(&meta) {
+        return (meta, Opened::Kept(kept));
     }
     let index = load_index(&guard);
     if let Some(stream) = index.as_ref().and_then(|index| small.render(&guard, index)) {
-        small.insert(&meta, stream.clone());
-        return (meta, Opened::Kept(stream));
+        let headers = Arc::new(whole_answer_headers(&meta, Some(stream.len() as u64)));
+        let kept = Kept { stream, headers };
+        small.insert(&meta, kept.clone());
+        return (meta, Opened::Kept(kept));
     }
     (meta, Opened::Files(Box::new((guard, index))))
 }
@@ -146,13 +150,14 @@ fn respond(
     meta: &Metadata,
     opened: Opened,
 ) -> Result<Response, Reject> {
-    let mut response_headers = artifact_headers(meta);
-    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TAR_MEDIA_TYPE));
-    let digest = meta.digest;
-    let len = match &opened {
-        Opened::Kept(stream) => Some(stream.len() as u64),
-        Opened::Files(files) => files.1.as_ref().map(tarstream::Index::stream_len),
+    let (mut response_headers, len) = match &opened {
+        Opened::Kept(kept) => (HeaderMap::clone(&kept.headers), Some(kept.stream.len() as u64)),
+        Opened::Files(files) => {
+            let len = files.1.as_ref().map(tarstream::Index::stream_len);
+            (whole_answer_headers(meta, len), len)
+        }
     };
+    let digest = meta.digest;
     // A range is of the identity stream: asking for one turns compression off.
     let ranged = len.map(|len| (wanted_range(headers, &digest, len), len));
     let part = match &ranged {
@@ -160,20 +165,19 @@ fn respond(
         _ => None,
     };
     let zstd = negotiate(headers, &mut response_headers, part.is_none());
-    if let Some(len) = len {
-        response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if !zstd {
-            response_headers.insert(header::ETAG, header_value(&protocol::etag(&digest)));
-            let len = part.as_ref().map_or(len, |r| r.end - r.start);
-            response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
+    if zstd {
+        // The tag and the length are those of the identity stream.
+        response_headers.remove(header::ETAG);
+        response_headers.remove(header::CONTENT_LENGTH);
+    } else if let Some(range) = &part {
+        response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.end - range.start));
     }
     let status = match &ranged {
         Some((RangeAnswer::Unsatisfiable, len)) => {
             response_headers
                 .insert(header::CONTENT_RANGE, header_value(&protocol::unsatisfied_range(*len)));
             response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, response_headers).into_response());
+            return Ok(answer(StatusCode::RANGE_NOT_SATISFIABLE, response_headers, Body::empty()));
         }
         Some((RangeAnswer::Part(range), len)) => {
             let value = protocol::content_range(range, *len);
@@ -187,12 +191,12 @@ fn respond(
         // The body is empty; its length, where known, is in `Content-Length` as for `GET`.
         drop(opened);
         let nothing = futures_util::stream::empty::<io::Result<Bytes>>();
-        return Ok((status, response_headers, Body::from_stream(nothing)).into_response());
+        return Ok(answer(status, response_headers, Body::from_stream(nothing)));
     }
     let body = match opened {
         // From memory: no lock, no file, no stream slot (the bytes are shared, and a slow
         // client holds at most one small stream per connection).
-        Opened::Kept(stream) => {
+        Opened::Kept(Kept { stream, .. }) => {
             let bytes = match part {
                 Some(range) => stream.slice(range.start as usize..range.end as usize),
                 None => stream,
@@ -200,7 +204,9 @@ fn respond(
             if zstd {
                 encode(app, true, futures_util::stream::once(async { Ok(bytes) }))
             } else {
-                Body::from(bytes)
+                let mut response = answer(status, response_headers, Body::from(bytes));
+                response.extensions_mut().insert(InMemory);
+                return Ok(response);
             }
         }
         Opened::Files(files) => {
@@ -217,7 +223,17 @@ fn respond(
             encode(app, zstd, stream)
         }
     };
-    Ok((status, response_headers, body).into_response())
+    Ok(answer(status, response_headers, body))
+}
+
+/// A response of `status` with `headers` and `body`. The map is moved in whole: the tuple
+/// `(status, headers, body)` would insert its headers one by one into an empty map, hashing
+/// each name again.
+fn answer(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// The most entries an artifact may have for the server to load its index for a request
@@ -299,6 +315,20 @@ fn encode(
     #[cfg(not(feature = "zstd"))]
     let _ = (app, zstd);
     Body::from_stream(stream)
+}
+
+/// The headers of a whole, identity-encoded answer (`200`) for the artifact that `meta`
+/// describes, whose stream is `len` bytes long when that is known: the artifact's headers, the
+/// media type and, with the length, `Accept-Ranges`, `ETag` and `Content-Length`.
+fn whole_answer_headers(meta: &Metadata, len: Option<u64>) -> HeaderMap {
+    let mut headers = artifact_headers(meta);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TAR_MEDIA_TYPE));
+    if let Some(len) = len {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(header::ETAG, header_value(&protocol::etag(&meta.digest)));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    headers
 }
 
 /// The headers that describe a committed artifact.

@@ -1,6 +1,8 @@
 //! [`Metrics`]: the server's counters (`prometheus-client` metrics), rendered with the values
 //! read at scrape time as Prometheus text by `GET /metrics`.
 
+use std::sync::OnceLock;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, prometheus_text},
     metrics::{counter::Counter, family::Family, gauge::ConstGauge},
@@ -25,6 +27,9 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
+    /// How many endpoints there are (the variants' discriminants are `0..COUNT`).
+    const COUNT: usize = Endpoint::Other as usize + 1;
+
     pub(crate) fn of(method: &axum::http::Method, path: &str) -> Endpoint {
         use crate::protocol::{
             ARTIFACT_PATH, HEALTH_PATH, LIST_PATH, METRICS_PATH, STATUS_PAGE_PATH, STATUS_PATH,
@@ -78,10 +83,17 @@ struct ErrorLabels {
     kind: &'static str,
 }
 
+/// The statuses whose `artifact_http_requests_total` counters are looked up in the family once
+/// per endpoint and kept: counting one of those takes no lock and hashes no label set.
+const KEPT_STATUSES: [u16; 5] = [200, 201, 204, 206, 404];
+
 /// The server's counters. Each is a handle on shared atomics: clones count into the same value.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
+    /// The family's counters of each endpoint for [`KEPT_STATUSES`], each taken from the family
+    /// on its first use (so `/metrics` shows only the pairs that were counted).
+    kept: [[OnceLock<Counter>; KEPT_STATUSES.len()]; Endpoint::COUNT],
     pub(crate) bytes_sent: Counter,
     pub(crate) bytes_received: Counter,
     pub(crate) hits: Counter,
@@ -126,7 +138,16 @@ fn counter(value: u64) -> Counter {
 
 impl Metrics {
     pub(crate) fn request(&self, endpoint: Endpoint, status: u16) {
-        self.requests.get_or_create(&RequestLabels { endpoint: endpoint.label(), status }).inc();
+        let labels = || RequestLabels { endpoint: endpoint.label(), status };
+        match KEPT_STATUSES.iter().position(|&kept| kept == status) {
+            Some(n) => {
+                let counter = &self.kept[endpoint as usize][n];
+                counter.get_or_init(|| self.requests.get_or_create(&labels()).clone()).inc();
+            }
+            None => {
+                self.requests.get_or_create(&labels()).inc();
+            }
+        }
     }
 
     pub(crate) fn add(counter: &Counter, n: u64) {
@@ -321,6 +342,7 @@ mod tests {
         metrics.request(Endpoint::Get, 200);
         metrics.request(Endpoint::Get, 200);
         metrics.request(Endpoint::Put, 413);
+        metrics.request(Endpoint::Other, 404);
         Metrics::add(&metrics.bytes_sent, 42);
         let mut usage = Usage::default();
         usage.bytes = 10;
@@ -347,6 +369,7 @@ mod tests {
             "artifact_store_errors_total{kind=\"corrupt\"} 2",
             "artifact_http_requests_total{endpoint=\"get\",status=\"200\"} 2",
             "artifact_http_requests_total{endpoint=\"put\",status=\"413\"} 1",
+            "artifact_http_requests_total{endpoint=\"other\",status=\"404\"} 1",
             "# TYPE artifact_http_sent_bytes_total counter",
             "artifact_http_sent_bytes_total 42",
             "artifact_http_active_streams 2",

@@ -25,6 +25,11 @@ use super::{
     status::{TransferGuard, Warned},
 };
 
+/// The mark of a response whose body is in memory whole (a kept small stream): it goes out in
+/// one write, so the status page does not list it among the transfers in flight.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InMemory;
+
 /// The middleware (see the module docs).
 pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next) -> Response {
     let endpoint = Endpoint::of(request.method(), request.uri().path());
@@ -41,12 +46,13 @@ pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next
     if let Some(peer) = peer {
         span.record("peer", field::display(peer));
     }
-    let id = raw_id(request.uri().query()).to_owned();
+    // A clone shares the request's bytes: the id is read from it only for a listed transfer.
+    let uri = request.uri().clone();
     let started = Instant::now();
     let mut transfer = None;
     let request = if endpoint == Endpoint::Put {
         let total = content_length(request.headers());
-        let guard = Arc::new(app.activity.start("put", &id, peer.map(|p| p.to_string()), total));
+        let guard = Arc::new(app.activity.start("put", raw_id(uri.query()), peer, total));
         transfer = Some(guard.clone());
         request.map(|body| Body::new(Counted { inner: body, guard }))
     } else {
@@ -59,10 +65,12 @@ pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next
     if let Some(warned) = response.extensions_mut().remove::<Warned>() {
         app.activity.warn(endpoint.label(), &warned);
     }
-    if endpoint == Endpoint::Get && response.status().is_success() {
+    if endpoint == Endpoint::Get
+        && response.status().is_success()
+        && response.extensions().get::<InMemory>().is_none()
+    {
         let total = content_length(response.headers());
-        let peer = peer.map(|p| p.to_string());
-        transfer = Some(Arc::new(app.activity.start("get", &id, peer, total)));
+        transfer = Some(Arc::new(app.activity.start("get", raw_id(uri.query()), peer, total)));
     }
     let (parts, body) = response.into_parts();
     // Hyper never polls a body that says it is over (nor one answering HEAD).

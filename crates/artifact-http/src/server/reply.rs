@@ -136,9 +136,9 @@ impl Reject {
         }
     }
 
-    /// Logs the rejection once, at a level that fits how interesting it is.
-    fn log(&self) {
-        let chain = error_chain(self);
+    /// Logs the rejection once, with its error `chain`, at a level that fits how interesting
+    /// it is.
+    fn log(&self, chain: &str) {
         match self {
             Reject::NotFound(_) => debug!("{chain}"),
             Reject::BadRequest(_) | Reject::Unauthorized | Reject::UnsupportedEncoding(_) => {
@@ -160,12 +160,19 @@ impl Reject {
     }
 }
 
+/// The JSON body of an error answer.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
-        self.log();
+        let chain = error_chain(&self);
+        self.log(&chain);
         let status = self.status();
         // Clients get the whole story for their own mistakes; server-side details stay in the log.
-        let message = if status.is_server_error() { self.to_string() } else { error_chain(&self) };
+        let message = if status.is_server_error() { self.to_string() } else { chain };
         let warned = self.is_warning().then(|| super::status::Warned {
             message: message.clone(),
             #[cfg(feature = "store")]
@@ -173,8 +180,7 @@ impl IntoResponse for Reject {
             #[cfg(not(feature = "store"))]
             store: false,
         });
-        let body = serde_json::json!({ "error": message });
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, Json(ErrorBody { error: &message })).into_response();
         if let Some(warned) = warned {
             response.extensions_mut().insert(warned);
         }

@@ -39,6 +39,22 @@ async fn get_bytes(url: &str) -> (u16, Vec<u8>) {
     (answer.status().as_u16(), answer.bytes().await.unwrap().to_vec())
 }
 
+/// Asserts that a `200` answer's headers describe the artifact `meta` whose stream is `len`
+/// bytes long (a kept stream's headers are built once, when it is kept).
+fn assert_describes(answer: &reqwest::Response, meta: &Metadata, len: usize, context: &str) {
+    let headers = answer.headers();
+    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+    let tag = format!("\"{}\"", meta.digest);
+    assert_eq!(header(protocol::DIGEST_HEADER), meta.digest.to_string(), "{context}");
+    assert_eq!(header("etag"), tag, "{context}");
+    assert_eq!(header("content-length"), len.to_string(), "{context}");
+    assert_eq!(header(protocol::SIZE_HEADER), meta.size.to_string(), "{context}");
+    assert_eq!(header(protocol::FILES_HEADER), meta.files.to_string(), "{context}");
+    assert_eq!(header(protocol::ENTRIES_HEADER), "1", "{context}");
+    assert_eq!(header("content-type"), protocol::TAR_MEDIA_TYPE, "{context}");
+    assert_eq!(header("accept-ranges"), "bytes", "{context}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -79,16 +95,22 @@ fn an_artifact_removed_and_added_again_never_serves_the_old_stream() {
         let other = Cache::open(remote.root()).unwrap();
         let url = url(&server, &id(7));
         for round in 0..6u8 {
-            // Same length every round, so only the bytes tell the versions apart.
+            // Same length every round, so only the bytes and the digest tell the versions
+            // apart.
             let content = [round; 3000];
             let handle = if round % 2 == 0 { remote.cache() } else { &other };
-            commit_file(handle, &id(7), &content);
+            let meta = commit_file(handle, &id(7), &content);
             let want = stream_of_file(&content);
-            for _ in 0..3 {
-                let (status, body) = get_bytes(&url).await;
-                assert_eq!(status, 200);
+            for n in 0..3 {
+                let answer = reqwest::get(&url).await.unwrap();
+                assert_eq!(answer.status(), 200);
+                // The headers of the first answer are rendered; the others are the kept ones.
+                assert_describes(&answer, &meta, want.len(), &format!("round {round}, GET {n}"));
+                let body = answer.bytes().await.unwrap();
                 assert!(body == want, "round {round}: an old stream was served");
             }
+            let head = reqwest::Client::new().head(&url).send().await.unwrap();
+            assert_describes(&head, &meta, want.len(), &format!("round {round}, HEAD"));
             match round % 3 {
                 0 => other.remove(&id(7)).unwrap(),
                 1 => remote.cache().remove(&id(7)).unwrap(),

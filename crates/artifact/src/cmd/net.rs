@@ -78,7 +78,7 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         #[cfg(feature = "store")]
         store.as_ref(),
     )?;
-    runtime()?.block_on(async move {
+    runtime(args.threads)?.block_on(async move {
         // The bucket is checked once: a bad one is one clear line and a non-zero exit.
         #[cfg(feature = "store")]
         let config = match store {
@@ -274,9 +274,13 @@ pub(crate) fn put(ctx: &Context, mut args: PutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The server's runtime: a worker per core.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")
+/// The server's runtime: `threads` workers, one per core for 0.
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build().context("starting tokio")
 }
 
 /// A transfer's runtime: one thread for the HTTP side (the tar side runs on a blocking

@@ -3,6 +3,7 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
+    net::SocketAddr,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -33,7 +34,8 @@ pub(crate) struct Activity {
 struct Transfer {
     kind: &'static str,
     id: String,
-    peer: Option<String>,
+    /// Written out only when the status page lists it.
+    peer: Option<SocketAddr>,
     total: Option<u64>,
     bytes: Arc<AtomicU64>,
     started: Instant,
@@ -120,7 +122,7 @@ impl Activity {
         self: &Arc<Self>,
         kind: &'static str,
         id: &str,
-        peer: Option<String>,
+        peer: Option<SocketAddr>,
         total: Option<u64>,
     ) -> TransferGuard {
         let key = self.next.fetch_add(1, Relaxed);
@@ -146,7 +148,7 @@ impl Activity {
             .map(|t| TransferView {
                 kind: t.kind,
                 id: t.id.clone(),
-                peer: t.peer.clone(),
+                peer: t.peer.map(|peer| peer.to_string()),
                 bytes: t.bytes.load(Relaxed),
                 total: t.total,
                 seconds: t.started.elapsed().as_secs_f64(),
@@ -204,7 +206,7 @@ mod tests {
     fn transfers_are_listed_while_their_guard_lives() {
         let activity = Arc::new(Activity::default());
         let long = "x".repeat(1000);
-        let a = activity.start("get", &long, Some("127.0.0.1:1".into()), Some(10));
+        let a = activity.start("get", &long, Some("127.0.0.1:1".parse().unwrap()), Some(10));
         let b = activity.start("put", "ab", None, None);
         a.add(4);
         a.add(3);
