@@ -84,6 +84,35 @@ pub fn send_without_digest(dir: &Path, out: impl Write) -> Result<u64, Error> {
     send_buffered(dir, out, OUT_BUF, Hashing::Off).map(|summary| summary.stream_bytes)
 }
 
+/// Like [`send_without_digest`], through the caller's output buffer `buf`: a sender of many
+/// streams keeps a few buffers and sends each stream through one of them, with no allocation
+/// (and no zeroing of a fresh one) per stream, and chooses their size, which is the largest
+/// write `out` gets. `buf` is used at its length (grown with zeros to 2 KiB if it is shorter),
+/// keeps that length, and holds no meaningful content on return.
+///
+/// # Errors
+///
+/// As for [`send`].
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("f"), vec![1; 100_000])?;
+/// let mut buf = vec![0; 64 << 10];
+/// let (mut plain, mut through) = (Vec::new(), Vec::new());
+/// tarstream::send_without_digest(dir.path(), &mut plain)?;
+/// tarstream::send_without_digest_buffered(dir.path(), &mut through, &mut buf)?;
+/// assert!(plain == through, "the same stream");
+/// assert_eq!(buf.len(), 64 << 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn send_without_digest_buffered(
+    dir: &Path,
+    out: impl Write,
+    buf: &mut Vec<u8>,
+) -> Result<u64, Error> {
+    send_through(dir, out, buf, Hashing::Off).map(|summary| summary.stream_bytes)
+}
+
 /// Whether [`send_buffered`] computes the tree digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hashing {
@@ -99,21 +128,35 @@ pub(crate) fn send_buffered(
     buf_size: usize,
     hashing: Hashing,
 ) -> Result<Summary, Error> {
+    send_through(dir, out, &mut vec![0; buf_size], hashing)
+}
+
+/// [`send`] through the output buffer `buf`, which is given back whatever the outcome.
+fn send_through(
+    dir: &Path,
+    out: impl Write,
+    buf: &mut Vec<u8>,
+    hashing: Hashing,
+) -> Result<Summary, Error> {
     let span = tracing::debug_span!("send", path = %dir.display());
     let _enter = span.enter();
     let root = walk::open_root(dir)?;
     let mut sender = Sender {
-        out: Out::new(out, buf_size),
+        out: Out::with_buf(out, std::mem::take(buf)),
         tree: (hashing == Hashing::On).then(TreeHasher::new),
         summary: Summary::empty(),
         symlinks: Symlinks::default(),
         scratch: Vec::with_capacity(3 * BLOCK),
         name: Vec::with_capacity(256),
     };
-    walk::walk(root.as_fd(), dir, Files::Open, |rel, item| sender.entry(dir, rel, item))?;
-    sender.symlinks.check(root.as_fd(), dir)?;
-    sender.out.put(&[0; 2 * BLOCK])?;
-    sender.out.flush()?;
+    let sent = (|| {
+        walk::walk(root.as_fd(), dir, Files::Open, |rel, item| sender.entry(dir, rel, item))?;
+        sender.symlinks.check(root.as_fd(), dir)?;
+        sender.out.put(&[0; 2 * BLOCK])?;
+        sender.out.flush()
+    })();
+    *buf = std::mem::take(&mut sender.out.buf);
+    sent?;
     let mut summary = sender.summary;
     if let Some(tree) = sender.tree {
         summary.digest = tree.finish();
@@ -209,9 +252,18 @@ pub(crate) struct Out<W> {
 }
 
 impl<W: Write> Out<W> {
-    /// An output buffer of `buf_size` bytes (at least four blocks) in front of `inner`.
-    pub(crate) fn new(inner: W, buf_size: usize) -> Self {
-        Out { inner, buf: vec![0; buf_size.max(4 * BLOCK)], pos: 0, written: 0 }
+    /// An output buffer in front of `inner` that is `buf`, grown to four blocks if shorter
+    /// (the caller's, taken back with [`Out::into_buf`]).
+    pub(crate) fn with_buf(inner: W, mut buf: Vec<u8>) -> Self {
+        if buf.len() < 4 * BLOCK {
+            buf.resize(4 * BLOCK, 0);
+        }
+        Out { inner, buf, pos: 0, written: 0 }
+    }
+
+    /// The buffer, for the caller's next stream.
+    pub(crate) fn into_buf(self) -> Vec<u8> {
+        self.buf
     }
 
     pub(crate) fn put(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
