@@ -75,6 +75,7 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
         activity: Arc::new(status::Activity::default()),
         started: Instant::now(),
         small: small::SmallStreams::new(config.small_cache_bytes, config.small_stream_max),
+        index_loads: artifact::IndexLoads::new(),
         cache,
         config,
     }));
@@ -118,6 +119,8 @@ struct AppInner {
     started: Instant,
     /// Small artifacts' streams kept in memory; `None` when the budget is 0.
     small: Option<small::SmallStreams>,
+    /// Entry indexes being read, a few at a time.
+    index_loads: artifact::IndexLoads,
 }
 
 impl std::ops::Deref for App {

@@ -86,11 +86,11 @@ pub use digest::{Digest, OutOfOrder, ParseDigestError, TreeHasher, canonical_cmp
 pub use error::{Error, Limit, Section};
 pub use index::{Entry, EntryKind, Index, IndexBuilder, index_dir};
 pub use options::ReceiveOptions;
-pub use range::send_range;
+pub use range::{send_range, send_range_buffered};
 pub use receive::{
     receive, receive_from_fd, receive_with, receive_with_index, receive_without_digest,
 };
-pub use send::{send, send_to_fd, send_without_digest};
+pub use send::{send, send_to_fd, send_without_digest, send_without_digest_buffered};
 pub use summary::Summary;
 pub use walk_digest::{digest_dir, digest_dir_with};
 

@@ -61,6 +61,39 @@ pub fn send_range(
     range: Range<u64>,
     out: impl Write,
 ) -> Result<u64, Error> {
+    let len = range.end.saturating_sub(range.start);
+    let buf_size = usize::try_from(len).unwrap_or(OUT_BUF).clamp(4 * BLOCK, OUT_BUF);
+    send_range_buffered(dir, index, range, out, &mut vec![0; buf_size])
+}
+
+/// Like [`send_range`], through the caller's output buffer `buf`, as
+/// [`send_without_digest_buffered`](crate::send_without_digest_buffered) does for a whole
+/// stream: no allocation per range, and `buf`'s length is the largest write `out` gets.
+///
+/// # Errors
+///
+/// As for [`send_range`].
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("a.txt"), vec![b'a'; 30_000])?;
+/// let index = tarstream::index_dir(dir.path())?;
+/// let mut buf = vec![0; 4096];
+///
+/// let mut whole = Vec::new();
+/// tarstream::send_range(dir.path(), &index, 0..index.stream_len(), &mut whole)?;
+/// let mut part = Vec::new();
+/// tarstream::send_range_buffered(dir.path(), &index, 700..26_000, &mut part, &mut buf)?;
+/// assert_eq!(part, whole[700..26_000]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn send_range_buffered(
+    dir: &Path,
+    index: &Index,
+    range: Range<u64>,
+    out: impl Write,
+    buf: &mut Vec<u8>,
+) -> Result<u64, Error> {
     let Range { start, end } = range;
     let len = index.stream_len();
     if start > end || end > len {
@@ -69,8 +102,20 @@ pub fn send_range(
     let span = tracing::debug_span!("send_range", path = %dir.display(), start, end);
     let _enter = span.enter();
     let root = walk::open_root(dir)?;
-    let buf_size = usize::try_from(end - start).unwrap_or(OUT_BUF).clamp(4 * BLOCK, OUT_BUF);
-    let mut out = Out::new(out, buf_size);
+    let mut out = Out::with_buf(out, std::mem::take(buf));
+    let sent = write_range(dir, root.as_fd(), index, range, &mut out);
+    *buf = out.into_buf();
+    sent
+}
+
+/// The body of [`send_range_buffered`], once the range is checked and the root open.
+fn write_range<W: Write>(
+    dir: &Path,
+    root: BorrowedFd<'_>,
+    index: &Index,
+    Range { start, end }: Range<u64>,
+    out: &mut Out<W>,
+) -> Result<u64, Error> {
     let mut scratch = Vec::with_capacity(3 * BLOCK);
     let mut name = Vec::with_capacity(256);
     let mut pos = start;
@@ -92,13 +137,12 @@ pub fn send_range(
             let EntryKind::File { size, .. } = entry.kind else { continue };
             let path = || dir.join(entry_path(entry.path));
             if pos < end && pos < data + size {
-                let file =
-                    open_file(root.as_fd(), entry.path, size).map_err(|errno| match errno {
-                        Errno::NOENT | Errno::LOOP | Errno::NOTDIR | Errno::XDEV => {
-                            Error::FileChanged { path: path() }
-                        }
-                        errno => Error::Io { path: path(), source: errno.into() },
-                    })?;
+                let file = open_file(root, entry.path, size).map_err(|errno| match errno {
+                    Errno::NOENT | Errno::LOOP | Errno::NOTDIR | Errno::XDEV => {
+                        Error::FileChanged { path: path() }
+                    }
+                    errno => Error::Io { path: path(), source: errno.into() },
+                })?;
                 let file = file.ok_or_else(|| Error::FileChanged { path: path() })?;
                 let n = end.min(data + size) - pos;
                 out.copy_at(&file, pos - data, n, &path)?;

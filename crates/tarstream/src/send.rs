@@ -124,7 +124,39 @@ pub fn send_to_fd(dir: &Path, out: impl AsFd) -> Result<u64, Error> {
         out.as_fd().try_clone_to_owned().map_err(|source| Error::Write { offset: 0, source })?,
     );
     let direct = Direct::new(&out);
-    send_with(dir, Out::new(&out, OUT_BUF).direct(direct), Hashing::Off)
+    send_through(dir, Out::new(&out, OUT_BUF).direct(direct), &mut Vec::new(), Hashing::Off)
+        .map(|summary| summary.stream_bytes)
+}
+
+/// Like [`send_without_digest`], through the caller's output buffer `buf`: a sender of many
+/// streams keeps a few buffers and sends each stream through one of them, with no allocation
+/// (and no zeroing of a fresh one) per stream, and chooses their size, which is the largest
+/// write `out` gets. `buf` is used at its length (grown with zeros to 2 KiB if it is shorter),
+/// keeps that length, and holds no meaningful content on return.
+///
+/// # Errors
+///
+/// As for [`send`].
+///
+/// # Example
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("f"), vec![1; 100_000])?;
+/// let mut buf = vec![0; 64 << 10];
+/// let (mut plain, mut through) = (Vec::new(), Vec::new());
+/// tarstream::send_without_digest(dir.path(), &mut plain)?;
+/// tarstream::send_without_digest_buffered(dir.path(), &mut through, &mut buf)?;
+/// assert!(plain == through, "the same stream");
+/// assert_eq!(buf.len(), 64 << 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn send_without_digest_buffered(
+    dir: &Path,
+    out: impl Write,
+    buf: &mut Vec<u8>,
+) -> Result<u64, Error> {
+    send_through(dir, Out::with_buf(out, std::mem::take(buf)), buf, Hashing::Off)
         .map(|summary| summary.stream_bytes)
 }
 
@@ -143,10 +175,16 @@ pub(crate) fn send_buffered(
     buf_size: usize,
     hashing: Hashing,
 ) -> Result<Summary, Error> {
-    send_with(dir, Out::new(out, buf_size), hashing)
+    send_through(dir, Out::new(out, buf_size), &mut Vec::new(), hashing)
 }
 
-fn send_with<W: Write>(dir: &Path, out: Out<W>, hashing: Hashing) -> Result<Summary, Error> {
+/// [`send`] through `out`; its buffer is put in `buf` whatever the outcome.
+fn send_through<W: Write>(
+    dir: &Path,
+    out: Out<W>,
+    buf: &mut Vec<u8>,
+    hashing: Hashing,
+) -> Result<Summary, Error> {
     let span = tracing::debug_span!("send", path = %dir.display());
     let _enter = span.enter();
     let root = walk::open_root(dir)?;
@@ -158,10 +196,14 @@ fn send_with<W: Write>(dir: &Path, out: Out<W>, hashing: Hashing) -> Result<Summ
         scratch: Vec::with_capacity(3 * BLOCK),
         name: Vec::with_capacity(256),
     };
-    walk::walk(root.as_fd(), dir, Files::Open, |rel, item| sender.entry(dir, rel, item))?;
-    sender.symlinks.check(root.as_fd(), dir)?;
-    sender.out.put(&[0; 2 * BLOCK])?;
-    sender.out.flush()?;
+    let sent = (|| {
+        walk::walk(root.as_fd(), dir, Files::Open, |rel, item| sender.entry(dir, rel, item))?;
+        sender.symlinks.check(root.as_fd(), dir)?;
+        sender.out.put(&[0; 2 * BLOCK])?;
+        sender.out.flush()
+    })();
+    *buf = std::mem::take(&mut sender.out.buf);
+    sent?;
     let mut summary = sender.summary;
     if let Some(tree) = sender.tree {
         summary.digest = tree.finish();
@@ -262,7 +304,21 @@ pub(crate) struct Out<W> {
 impl<W: Write> Out<W> {
     /// An output buffer of `buf_size` bytes (at least four blocks) in front of `inner`.
     pub(crate) fn new(inner: W, buf_size: usize) -> Self {
-        Out { inner, buf: vec![0; buf_size.max(4 * BLOCK)], pos: 0, written: 0, direct: None }
+        Out::with_buf(inner, vec![0; buf_size])
+    }
+
+    /// An output buffer in front of `inner` that is `buf`, grown to four blocks if shorter
+    /// (the caller's, taken back with [`Out::into_buf`]).
+    pub(crate) fn with_buf(inner: W, mut buf: Vec<u8>) -> Self {
+        if buf.len() < 4 * BLOCK {
+            buf.resize(4 * BLOCK, 0);
+        }
+        Out { inner, buf, pos: 0, written: 0, direct: None }
+    }
+
+    /// The buffer, for the caller's next stream.
+    pub(crate) fn into_buf(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Moves the data of large files that are not hashed with `direct` (the file descriptor

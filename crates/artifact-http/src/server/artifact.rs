@@ -1,6 +1,9 @@
 //! The artifact endpoints: `GET`/`HEAD`, `PUT` and `DELETE /artifact?id=ID`.
 
-use std::{io, sync::Arc};
+use std::{
+    io,
+    sync::{Arc, Condvar, Mutex, PoisonError},
+};
 
 use artifact_cache::{ArtifactId, Fill, Metadata, Quick};
 use axum::{
@@ -117,13 +120,13 @@ enum Opened {
 fn open(app: &App, guard: artifact_cache::ReadGuard, checked: bool) -> (Metadata, Opened) {
     let meta = guard.metadata().clone();
     let Some(small) = &app.small else {
-        let index = load_index(&guard);
+        let index = load_index(app, &guard);
         return (meta, Opened::Files(Box::new((guard, index))));
     };
     if !checked && let Some(kept) = small.get(&meta) {
         return (meta, Opened::Kept(kept));
     }
-    let index = load_index(&guard);
+    let index = load_index(app, &guard);
     if let Some(stream) = index.as_ref().and_then(|index| small.render(&guard, index)) {
         let headers = Arc::new(whole_answer_headers(&meta, Some(stream.len() as u64)));
         let kept = Kept { stream, headers };
@@ -219,7 +222,8 @@ fn respond(
                 (Some(range), Some(index)) => Part::Range(index, range),
                 _ => Part::Whole,
             };
-            let stream = bridge::send_part(dir, what, (guard, slot), app.config.idle_timeout);
+            let (hold, idle) = ((guard, slot), app.config.idle_timeout);
+            let stream = bridge::send_part(dir, what, hold, idle, bridge::SendBuffers::shared());
             encode(app, zstd, stream)
         }
     };
@@ -241,14 +245,51 @@ fn answer(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
 /// ranges.
 const MAX_INDEXED_ENTRIES: u64 = 1 << 20;
 
+/// Bounds the entry indexes being read at once: reading one takes memory in proportion to
+/// the artifact's entries (1 MB for 10,000 files) and CPU (every record is checked against the
+/// tree digest), so when many requests arrive together they read their indexes a few at a
+/// time, one per core, and the server's memory does not grow by an index per stream starting.
+pub(super) struct IndexLoads {
+    busy: Mutex<usize>,
+    done: Condvar,
+    most: usize,
+}
+
+impl IndexLoads {
+    pub(super) fn new() -> IndexLoads {
+        let most = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        IndexLoads { busy: Mutex::new(0), done: Condvar::new(), most }
+    }
+
+    /// Runs `load` once fewer than `most` others run; on the blocking pool.
+    fn run<T>(&self, load: impl FnOnce() -> T) -> T {
+        /// Gives the turn back, also if `load` panics.
+        struct Turn<'a>(&'a IndexLoads);
+        impl Drop for Turn<'_> {
+            fn drop(&mut self) {
+                *self.0.busy.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+                self.0.done.notify_one();
+            }
+        }
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        while *busy >= self.most {
+            busy = self.done.wait(busy).unwrap_or_else(PoisonError::into_inner);
+        }
+        *busy += 1;
+        drop(busy);
+        let _turn = Turn(self);
+        load()
+    }
+}
+
 /// The artifact's entry index, for `Content-Length` and ranges; `None` (served as a plain
 /// stream) when it is too large to load per request or cannot be had.
-fn load_index(guard: &artifact_cache::ReadGuard) -> Option<tarstream::Index> {
+fn load_index(app: &App, guard: &artifact_cache::ReadGuard) -> Option<tarstream::Index> {
     let meta = guard.metadata();
     if meta.files + meta.dirs + meta.symlinks > MAX_INDEXED_ENTRIES {
         return None;
     }
-    match guard.index() {
+    match app.index_loads.run(|| guard.index()) {
         Ok(index) => Some(index),
         Err(err) => {
             tracing::warn!(error = %crate::error::error_chain(&err), "no entry index: serving without a length or ranges");

@@ -97,6 +97,10 @@ pub async fn serve_router(
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    // A body's chunks are taken from its stream only while less than this is waiting to be
+    // written: one chunk of a download (and, as its tail goes out, the next) rather than the
+    // default 400 KiB of them, per connection (see `bridge::SEND_BUFFERS_PER_STREAM`).
+    http.max_buf_size(crate::bridge::SEND_CHUNK);
     let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let per_peer = PeerLimit::new(config.max_connections_per_peer);
     let mut tasks = JoinSet::new();
