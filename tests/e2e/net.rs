@@ -147,7 +147,7 @@ fn a_server_on_one_thread_serves_small_and_absent_artifacts() {
         ok(&cli(&local, &["get", "71", "--from", &server.url]));
         ok(&cli(&local, &["verify", "71"]));
     }
-    let out = cli(&local, &["get", "72", "--from", &server.url]);
+    let out = cli(&local.join("absent"), &["get", "72", "--from", &server.url]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
 }
 
