@@ -5,7 +5,8 @@
 //!
 //! Each workload is generated once under `$ARTIFACT_BENCH_DIR` (default `/dev/shm`); then each
 //! pipe runs once to warm up and `$ARTIFACT_BENCH_RUNS` times (default 5), the three tools
-//! alternating, into a fresh destination each time. The time is the wall time of the whole
+//! alternating in an order that turns with each run, into a fresh destination removed just
+//! before each. The time is the wall time of the whole
 //! pipe (both processes started to both exited); the peak RSS of each side comes from
 //! `/usr/bin/time -f %M`. Reported: medians, and the largest RSS seen. The trees the
 //! pipes produce are compared with `diff -r --no-dereference` once per workload.
@@ -83,7 +84,7 @@ pub(crate) fn run() -> anyhow::Result<Option<String>> {
         base.display(),
     ));
     out.push_str(&format!(
-        "Each pipe ran once to warm up, then {runs} times, the three alternating; times are medians of the wall time of the whole pipe; peak RSS is the largest seen, per side.\n\n"
+        "Each pipe ran once to warm up, then {runs} times, the three alternating in an order that turns with each run, each into a destination removed just before it; times are medians of the wall time of the whole pipe; peak RSS is the largest seen, per side.\n\n"
     ));
     out.push_str("| workload | GNU tar | tar crate | artifact | artifact / GNU tar | artifact / tar crate | peak RSS `tar -c` / `tar -x` | peak RSS tar crate | peak RSS `pack` / `unpack` |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -164,7 +165,10 @@ fn run_all(
         let dsts = ["dst-tar", "dst-tar-crate", "dst-artifact"].map(|d| root.join(d));
         let mut samples: [Vec<Sample>; 3] = Default::default();
         for i in 0..=runs {
-            for (tool, dst) in dsts.iter().enumerate() {
+            // The order turns with every run (see `bench/http.rs` on freed memory in a VM).
+            for turn in 0..dsts.len() {
+                let tool = (turn + i) % dsts.len();
+                let dst = &dsts[tool];
                 let _ = fs::remove_dir_all(dst);
                 fs::create_dir(dst)?;
                 let sample = match tool {
