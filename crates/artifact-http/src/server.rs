@@ -97,7 +97,7 @@ pub fn router(cache: Cache, config: ServerConfig) -> Router {
                 header::AUTHORIZATION,
             ]),
             tower_http::catch_panic::CatchPanicLayer::new(),
-            axum::middleware::from_fn_with_state(app.clone(), observe::observe),
+            observe::ObserveLayer(app.clone()),
         ))
         .with_state(app)
 }

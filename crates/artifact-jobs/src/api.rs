@@ -1,7 +1,12 @@
 //! The HTTP API: [`Jobs::router`] serves `POST /jobs`, `GET /jobs`, `GET /jobs/{job}` and
 //! `DELETE /jobs/{job}`, with JSON bodies and the bearer-token rules of the artifact server.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    task::{Context, Poll},
+    time::SystemTime,
+};
 
 use artifact_cache::ArtifactId;
 use artifact_http::JobsSource;
@@ -13,6 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use futures_util::future::{BoxFuture, Either};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
@@ -195,16 +201,14 @@ impl Jobs {
 
     /// Wraps `app` so that its successful `GET /metrics` answers end with the job lines of
     /// [`Jobs::metrics`] (the artifact server's metrics and the jobs' in one page), and the
-    /// server's status (`GET /status` and the page at `GET /`) shows the jobs: each request
-    /// carries these jobs as an `Arc<dyn JobsSource>` extension.
+    /// server's status (`GET /status` and the page at `GET /`) shows the jobs: requests for
+    /// those two carry these jobs as an `Arc<dyn JobsSource>` extension.
+    ///
+    /// Every other request passes through untouched: no extension, no future boxed, no
+    /// service cloned (it is the layer around every route of the server, small artifacts and
+    /// misses included).
     pub fn with_metrics(&self, app: Router) -> Router {
-        let source: Arc<dyn JobsSource> = Arc::new(self.clone());
-        // One layer (a pair, the first outermost) rather than two: each `Router::layer` wraps
-        // every route in another boxed service, which every request clones.
-        app.layer((
-            axum::Extension(source),
-            axum::middleware::from_fn_with_state(self.clone(), append_metrics),
-        ))
+        app.layer(JobsLayer { jobs: self.clone(), source: Arc::new(self.clone()) })
     }
 
     fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<(), Reject> {
@@ -374,15 +378,63 @@ async fn list(
     Ok(Json(page).into_response())
 }
 
-/// The middleware of [`Jobs::with_metrics`].
-async fn append_metrics(
-    AxumState(jobs): AxumState<Jobs>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let metrics = request.method() == axum::http::Method::GET && request.uri().path() == "/metrics";
-    let response = next.run(request).await;
-    if !metrics || !response.status().is_success() {
+/// The layer of [`Jobs::with_metrics`].
+#[derive(Clone)]
+struct JobsLayer {
+    jobs: Jobs,
+    source: Arc<dyn JobsSource>,
+}
+
+impl<S> tower::Layer<S> for JobsLayer {
+    type Service = JobsService<S>;
+
+    fn layer(&self, inner: S) -> JobsService<S> {
+        JobsService { inner, jobs: self.jobs.clone(), source: self.source.clone() }
+    }
+}
+
+/// The service of [`JobsLayer`] around one route.
+#[derive(Clone)]
+struct JobsService<S> {
+    inner: S,
+    jobs: Jobs,
+    source: Arc<dyn JobsSource>,
+}
+
+impl<S> tower::Service<axum::extract::Request> for JobsService<S>
+where
+    S: tower::Service<axum::extract::Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::extract::Request) -> Self::Future {
+        let path = request.uri().path();
+        if path == artifact_http::protocol::STATUS_PATH
+            || path == artifact_http::protocol::STATUS_PAGE_PATH
+        {
+            request.extensions_mut().insert(self.source.clone());
+        }
+        let metrics = request.method() == axum::http::Method::GET
+            && request.uri().path() == artifact_http::protocol::METRICS_PATH;
+        let answer = self.inner.call(request);
+        if !metrics {
+            return Either::Left(answer);
+        }
+        let jobs = self.jobs.clone();
+        Either::Right(Box::pin(async move { Ok(append_metrics(jobs, answer.await?).await) }))
+    }
+}
+
+/// Ends a successful metrics page with the jobs' lines.
+async fn append_metrics(jobs: Jobs, response: Response) -> Response {
+    if !response.status().is_success() {
         return response;
     }
     let (mut parts, body) = response.into_parts();

@@ -157,11 +157,13 @@ fn measure(
                     }
                     _ => {
                         remove(&client);
-                        get_run = Some(get(artifact, &client, &id, &server.url, &root.join("rss-get"))?);
+                        get_run =
+                            Some(get(artifact, &client, &id, &server.url, &root.join("rss-get"))?);
                     }
                 }
             }
-            let (Some(tar_pipe), Some(via_nginx), Some(get)) = (tar_pipe, via_nginx, get_run) else {
+            let (Some(tar_pipe), Some(via_nginx), Some(get)) = (tar_pipe, via_nginx, get_run)
+            else {
                 unreachable!("each of the three transfers ran once");
             };
             if i == 0 {

@@ -2,14 +2,15 @@
 
 use std::{
     io,
+    net::SocketAddr,
     sync::{Arc, Condvar, Mutex, PoisonError},
 };
 
 use artifact_cache::{ArtifactId, Fill, Metadata, Quick};
 use axum::{
-    Json,
+    Extension, Json,
     body::{Body, Bytes},
-    extract::{RawQuery, State},
+    extract::{ConnectInfo, RawQuery, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -29,16 +30,15 @@ use crate::{
 /// `GET` streams the artifact as tar while holding its read lock; `HEAD` answers the same
 /// headers without a body. A small artifact's stream is kept in memory after its first `GET`
 /// and served from there, the read lock held only while it is looked up.
-pub(super) async fn get(
-    State(app): State<App>,
-    peer: Peer,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, Reject> {
-    let id = parse_id(query.as_deref())?;
-    app.authorize(&headers, Access::Read)?;
-    let head = method == Method::HEAD;
+pub(super) async fn get(State(app): State<App>, request: Request) -> Result<Response, Reject> {
+    // The request's parts are read in place: the extractors of the method, the query and the
+    // headers would each copy theirs (a header map is two allocations), on every request.
+    let (parts, _) = request.into_parts();
+    let headers = &parts.headers;
+    let peer: Peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied().map(Extension);
+    let id = parse_id(parts.uri.query())?;
+    app.authorize(headers, Access::Read)?;
+    let head = parts.method == Method::HEAD;
     // On this worker thread: no system call when the lock is shared already, two on the open
     // lock file otherwise, one path lookup for an id this process has not seen.
     let quick = match app.cache.get_quick(&id) {
@@ -47,7 +47,7 @@ pub(super) async fn get(
                 let meta = guard.metadata().clone();
                 drop(guard);
                 Metrics::add(&app.metrics.hits, 1);
-                return respond(&app, &headers, peer, head, &meta, Opened::Kept(kept));
+                return respond(&app, headers, peer, head, &meta, Opened::Kept(kept));
             }
             Some(Ok(guard))
         }
@@ -104,7 +104,7 @@ pub(super) async fn get(
         }
     };
     Metrics::add(&app.metrics.hits, 1);
-    respond(&app, &headers, peer, head, &meta, opened)
+    respond(&app, headers, peer, head, &meta, opened)
 }
 
 /// A committed artifact, ready to be answered for.

@@ -168,6 +168,15 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
+        if let Reject::NotFound(id) = &self {
+            // The most common answer of a build cache: the same body as below, written at
+            // once (an id is hexadecimal, so it needs no escaping in JSON).
+            debug!("artifact {id} not found");
+            let body = format!("{{\"error\":\"artifact {id} not found\"}}");
+            let content_type = HeaderValue::from_static("application/json");
+            return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, content_type)], body)
+                .into_response();
+        }
         let chain = error_chain(&self);
         self.log(&chain);
         let status = self.status();
@@ -202,5 +211,29 @@ impl IntoResponse for Reject {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 404 written at once says what the general path would: the same status, type and
+    /// JSON, which parses back to the error's message.
+    #[tokio::test]
+    async fn a_not_found_answer_is_the_general_one() {
+        for text in ["0bad", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"] {
+            let id: ArtifactId = text.parse().unwrap();
+            let response = Reject::NotFound(id).into_response();
+            assert_eq!(response.status(), StatusCode::NOT_FOUND);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            let general =
+                serde_json::to_vec(&ErrorBody { error: &Reject::NotFound(id).to_string() })
+                    .unwrap();
+            assert_eq!(body, general);
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(parsed["error"], format!("artifact {text} not found"));
+        }
     }
 }
