@@ -14,6 +14,7 @@ use anyhow::{Context, bail, ensure};
 use crate::project_root;
 
 mod cache;
+mod flame;
 mod http;
 mod http_ranges;
 mod http_requests;

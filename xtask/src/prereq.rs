@@ -89,6 +89,16 @@ pub(crate) const NGINX: Tool = Tool {
     install: Install::Apt("nginx-light"),
 };
 
+/// The profiler behind the benchmarks' flame graphs.
+pub(crate) const PERF: Tool =
+    Tool { name: "perf", probe: Probe::Exec("perf"), install: Install::Apt("linux-perf") };
+/// Folds perf's stacks and draws flame graphs (`inferno-collapse-perf`, `inferno-flamegraph`).
+pub(crate) const INFERNO: Tool = Tool {
+    name: "inferno",
+    probe: Probe::Exec("inferno-flamegraph"),
+    install: Install::Cargo("inferno"),
+};
+
 /// What the request-rate section of `cargo xtask bench http` needs (not the tests).
 pub(crate) const BENCH_REQUESTS: &[Tool] = &[WRK, NGINX, CURL];
 
