@@ -5,7 +5,8 @@
 //! perf (Debian's `linux-perf`) and inferno (`cargo install --locked inferno`) are installed
 //! when missing, as the other tools of the benchmarks are. The server's recorder starts
 //! disabled and is switched on through its control FIFO, which acknowledges: the command starts
-//! only once the server is being recorded, with no waiting on a clock.
+//! only once the server is being recorded, with no waiting on a clock; `stop` on the same FIFO
+//! ends it once the command has exited.
 
 use std::{
     fs,
@@ -59,8 +60,10 @@ pub(crate) fn record_pair(
         .stderr(Stdio::null())
         .spawn()
         .context("starting perf record")?;
-    // Opening the FIFOs waits for perf to open its ends.
-    fs::OpenOptions::new().write(true).open(&ctl)?.write_all(b"enable\n")?;
+    // Opening the FIFOs waits for perf to open its ends; the control end stays open until
+    // `stop`.
+    let mut control = fs::OpenOptions::new().write(true).open(&ctl)?;
+    control.write_all(b"enable\n")?;
     let mut answer = String::new();
     BufReader::new(fs::File::open(&ack)?).read_line(&mut answer)?;
     ensure!(answer.trim() == "ack", "perf record answered {answer:?} to `enable`");
@@ -71,12 +74,11 @@ pub(crate) fn record_pair(
         .stdout(Stdio::null())
         .status()
         .context("running perf record")?;
-    let stopped = Command::new("kill").args(["-INT", &recorder.id().to_string()]).status()?;
+    control.write_all(b"stop\n")?;
+    drop(control);
     let recorded = recorder.wait()?;
     ensure!(client.success(), "{} failed under perf record", argv.join(" "));
-    // perf record ends with status 130 when stopped by SIGINT, its normal way to stop.
-    let stopped_cleanly = recorded.success() || recorded.code() == Some(130);
-    ensure!(stopped.success() && stopped_cleanly, "perf record -p {server} failed: {recorded}");
+    ensure!(recorded.success(), "perf record -p {server} failed: {recorded}");
     for (side, data) in [("client", &client_data), ("server", &server_data)] {
         let (svg, _) = svg_path(&format!("{name}-{side}"));
         draw(data, &svg, &format!("{title}: {side}"))?;
