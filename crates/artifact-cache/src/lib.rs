@@ -78,6 +78,6 @@ pub use list::List;
 pub use metadata::{GcReport, Metadata, Usage};
 pub use options::{Durability, Options};
 pub use quarantine::Quarantined;
-pub use quick::Quick;
+pub use quick::{Quick, QuickStat};
 #[cfg(feature = "tokio")]
 pub use wait::Fill;

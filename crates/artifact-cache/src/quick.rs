@@ -1,9 +1,10 @@
 //! [`Cache::get_quick`]: a read lock taken without blocking and without reading any file but
-//! the lock file, for callers on an async runtime's worker threads.
+//! the lock file, for callers on an async runtime's worker threads; [`Cache::stat_quick`]: the
+//! same lookup without the lock, for callers that read none of the artifact's files.
 
-use std::{io, time::SystemTime};
+use std::{io, path::Path, sync::Arc, time::SystemTime};
 
-use crate::{ArtifactId, Cache, ReadGuard, lockfile::TOMBSTONE};
+use crate::{ArtifactId, Cache, Metadata, ReadGuard, lockfile::TOMBSTONE, table::Entry};
 
 /// What [`Cache::get_quick`] found.
 #[derive(Debug)]
@@ -16,6 +17,39 @@ pub enum Quick {
     /// Taking the lock needs more than a quick call may do (open the lock file, read the
     /// metadata, record the last use, meet a writer or remover): call [`Cache::get`] where
     /// blocking is fine.
+    Slow,
+}
+
+/// What [`Cache::stat_quick`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum QuickStat {
+    /// The artifact is committed, as this metadata describes (`last_used` is now).
+    Committed(Metadata),
+    /// The artifact is not committed (one path lookup said so).
+    Absent,
+    /// Telling needs more than a quick call may do: call [`Cache::stat`] or [`Cache::get`]
+    /// where blocking is fine.
+    Slow,
+}
+
+/// Whether a quick lookup takes the read lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Locking {
+    Shared,
+    None,
+}
+
+/// What a quick lookup found: the artifact's table entry, metadata and directory.
+struct Found {
+    entry: Arc<Entry>,
+    meta: Metadata,
+    tree: Arc<Path>,
+}
+
+/// Why a quick lookup found nothing.
+enum Missed {
+    Absent,
     Slow,
 }
 
@@ -46,29 +80,78 @@ impl Cache {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_quick(&self, id: &ArtifactId) -> Quick {
+        match self.quick(id, Locking::Shared) {
+            Ok(Found { entry, meta, tree }) => Quick::Ready(ReadGuard::new(entry, meta, tree)),
+            Err(Missed::Absent) => Quick::Absent,
+            Err(Missed::Slow) => Quick::Slow,
+        }
+    }
+
+    /// The metadata of `id` if it is committed now, found as [`get_quick`](Cache::get_quick)
+    /// finds it but without taking the read lock: for a caller that needs none of the
+    /// artifact's files, such as a server answering from a copy of its stream kept in memory.
+    /// When no reader of this process holds the lock, it reads the lock file's generation (one
+    /// 8-byte `pread`) and answers [`QuickStat::Committed`] only if it is the one this process
+    /// saw committed; a removal or a new commit, in this process or another, changes it. The
+    /// read counts as a use of the artifact, as `get` does.
+    ///
+    /// What it answers was true at some moment during the call; nothing stops a remover after
+    /// it, which is why the files must not be read on its word.
+    ///
+    /// ```
+    /// use artifact_cache::{ArtifactId, Cache, QuickStat};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = Cache::open(dir.path().join("cache"))?;
+    /// let id: ArtifactId = "0b".parse()?;
+    /// assert!(matches!(cache.stat_quick(&id), QuickStat::Absent));
+    /// let writer = cache.create(&id)?;
+    /// std::fs::write(writer.path().join("f"), "xy")?;
+    /// let committed = writer.commit()?;
+    /// let QuickStat::Committed(meta) = cache.stat_quick(&id) else { panic!("not quick") };
+    /// assert_eq!((meta.size, meta.digest), (2, committed.digest));
+    /// // No lock is held: a remover is not kept waiting.
+    /// cache.remove(&id)?;
+    /// assert!(!matches!(cache.stat_quick(&id), QuickStat::Committed(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stat_quick(&self, id: &ArtifactId) -> QuickStat {
+        match self.quick(id, Locking::None) {
+            Ok(Found { meta, .. }) => QuickStat::Committed(meta),
+            Err(Missed::Absent) => QuickStat::Absent,
+            Err(Missed::Slow) => QuickStat::Slow,
+        }
+    }
+
+    /// What `get_quick` and `stat_quick` share: the artifact as this process knows it, if
+    /// the lock file's generation says it is still committed, with a read lock taken if
+    /// `locking` asks for one (and counted among this process's readers).
+    fn quick(&self, id: &ArtifactId, locking: Locking) -> Result<Found, Missed> {
         let inner = &self.inner;
         if inner.condemned.contains(id) {
-            return Quick::Slow;
+            return Err(Missed::Slow);
         }
-        let Some(entry) = inner.table.get(id) else { return self.absent_or_slow(id) };
+        let Some(entry) = inner.table.get(id) else { return Err(self.absent_or_slow(id)) };
         let mut st = entry.state();
         if st.exclusive {
-            return Quick::Slow;
+            return Err(Missed::Slow);
         }
         let now = SystemTime::now();
         let persist_due = st.persisted.is_none_or(|persisted| {
             now.duration_since(persisted).unwrap_or_default() >= inner.options.last_used_resolution
         });
         if persist_due {
-            return Quick::Slow;
+            return Err(Missed::Slow);
         }
+        // A reader of this process holds the shared lock: nothing can have changed.
         if st.readers == 0 {
             let (Some(lock), Some(committed)) = (&st.lock, &st.committed) else {
                 drop(st);
-                return self.absent_or_slow(id);
+                return Err(self.absent_or_slow(id));
             };
-            if !matches!(lock.try_shared(), Ok(true)) {
-                return Quick::Slow;
+            let locked = locking == Locking::Shared;
+            if locked && !matches!(lock.try_shared(), Ok(true)) {
+                return Err(Missed::Slow);
             }
             // Generation 0 is an empty lock file, which may be a remover's last-resort
             // tombstone: only `get` can tell.
@@ -78,29 +161,31 @@ impl Cache {
                         && generation != 0
                         && generation != TOMBSTONE => {}
                 _ => {
-                    if let Err(err) = lock.unlock() {
+                    if locked && let Err(err) = lock.unlock() {
                         tracing::warn!(id = %id, error = %err, "cannot unlock");
                     }
-                    return Quick::Slow;
+                    return Err(Missed::Slow);
                 }
             }
         }
-        st.readers += 1;
+        if locking == Locking::Shared {
+            st.readers += 1;
+        }
         st.last_used = Some(now);
         let committed = st.committed.as_ref().expect("a reader holds a committed artifact");
         let mut meta = committed.meta.clone();
         meta.last_used = now;
         let tree = committed.tree.clone();
         drop(st);
-        Quick::Ready(ReadGuard::new(entry, meta, tree))
+        Ok(Found { entry, meta, tree })
     }
 
     /// [`Quick::Absent`] when the metadata path names nothing: a commit makes it appear and a
     /// removal makes it disappear, each in one rename, so its absence means "not committed".
-    fn absent_or_slow(&self, id: &ArtifactId) -> Quick {
+    fn absent_or_slow(&self, id: &ArtifactId) -> Missed {
         match std::fs::symlink_metadata(self.inner.layout.meta(id)) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Quick::Absent,
-            _ => Quick::Slow,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Missed::Absent,
+            _ => Missed::Slow,
         }
     }
 }
@@ -159,6 +244,51 @@ mod tests {
         committed(&writer, &id, "second");
         assert!(matches!(reader.get_quick(&id), Quick::Slow));
         assert_eq!(reader.get(&id).unwrap().metadata().size, 6);
+    }
+
+    #[test]
+    fn stat_quick_takes_no_lock_and_never_answers_for_a_removed_or_replaced_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        let cache = Cache::open(&root).unwrap();
+        let other = Cache::open(&root).unwrap();
+        let id: ArtifactId = "04".parse().unwrap();
+        assert!(matches!(cache.stat_quick(&id), QuickStat::Absent));
+        committed(&cache, &id, "one");
+        let QuickStat::Committed(first) = cache.stat_quick(&id) else { panic!("not quick") };
+        assert_eq!(first.size, 3);
+        // It holds nothing: another process removes the artifact at once, and this handle,
+        // whose table still remembers it, sees the tombstone and answers nothing quick.
+        other.remove(&id).unwrap();
+        assert!(matches!(cache.stat_quick(&id), QuickStat::Slow));
+        assert!(cache.get(&id).unwrap_err().is_not_found());
+        assert!(matches!(cache.stat_quick(&id), QuickStat::Absent | QuickStat::Slow));
+        // Added again by the other process: the new generation, so never the old metadata.
+        committed(&other, &id, "second");
+        assert!(!matches!(cache.stat_quick(&id), QuickStat::Committed(_)));
+        assert_eq!(cache.get(&id).unwrap().metadata().size, 6);
+        let QuickStat::Committed(again) = cache.stat_quick(&id) else { panic!("not quick") };
+        assert_eq!((again.size, again.digest), (6, cache.stat(&id).unwrap().digest));
+        assert_ne!(again.digest, first.digest);
+    }
+
+    #[test]
+    fn stat_quick_never_answers_for_a_condemned_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("c")).unwrap();
+        let id: ArtifactId = "05".parse().unwrap();
+        committed(&cache, &id, "one");
+        // A reader of this process holds the lock: answered without a system call.
+        let reader = cache.get(&id).unwrap();
+        assert!(matches!(cache.stat_quick(&id), QuickStat::Committed(_)));
+        // Found corrupt while that reader still reads: condemned until it lets go, and
+        // from then on nothing is answered for it quickly.
+        assert!(cache.quarantine(&id, "test").unwrap_err().is_locked());
+        assert!(matches!(cache.stat_quick(&id), QuickStat::Slow));
+        drop(reader);
+        cache.quarantine(&id, "test").unwrap();
+        assert!(matches!(cache.stat_quick(&id), QuickStat::Absent | QuickStat::Slow));
+        assert!(cache.get(&id).unwrap_err().is_not_found());
     }
 
     #[test]

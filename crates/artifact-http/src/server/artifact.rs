@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Condvar, Mutex, PoisonError},
 };
 
-use artifact_cache::{ArtifactId, Fill, Metadata, Quick};
+use artifact_cache::{ArtifactId, Fill, Metadata, Quick, QuickStat};
 use axum::{
     Extension, Json,
     body::{Body, Bytes},
@@ -29,7 +29,8 @@ use crate::{
 
 /// `GET` streams the artifact as tar while holding its read lock; `HEAD` answers the same
 /// headers without a body. A small artifact's stream is kept in memory after its first `GET`
-/// and served from there, the read lock held only while it is looked up.
+/// and served from there without the read lock, as long as the lock file's generation shows the
+/// artifact committed as it was kept.
 pub(super) async fn get(State(app): State<App>, request: Request) -> Result<Response, Reject> {
     // The request's parts are read in place: the extractors of the method, the query and the
     // headers would each copy theirs (a header map is two allocations), on every request.
@@ -39,21 +40,23 @@ pub(super) async fn get(State(app): State<App>, request: Request) -> Result<Resp
     let id = parse_id(parts.uri.query())?;
     app.authorize(headers, Access::Read)?;
     let head = parts.method == Method::HEAD;
-    // On this worker thread: no system call when the lock is shared already, two on the open
-    // lock file otherwise, one path lookup for an id this process has not seen.
-    let quick = match app.cache.get_quick(&id) {
-        Quick::Ready(guard) => {
-            if let Some(kept) = app.small.as_ref().and_then(|small| small.get(guard.metadata())) {
-                let meta = guard.metadata().clone();
-                drop(guard);
+    // On this worker thread. A small artifact kept in memory needs none of its files, so no
+    // read lock: one `pread` of its lock file's generation (none while another request holds
+    // the lock), one path lookup for an id this process has not seen. Any other takes the
+    // lock here: no system call when it is shared already, two on the open lock file
+    // otherwise.
+    let quick = match app.small.as_ref().map(|small| (small, app.cache.stat_quick(&id))) {
+        Some((small, QuickStat::Committed(meta))) => match small.get(&meta) {
+            Some(kept) => {
                 Metrics::add(&app.metrics.hits, 1);
                 return respond(&app, headers, peer, head, &meta, Opened::Kept(kept));
             }
-            Some(Ok(guard))
-        }
-        Quick::Absent => Some(Err(artifact_cache::Error::NotFound { id })),
+            None => lock_quick(&app, id),
+        },
+        Some((_, QuickStat::Absent)) => Some(Err(artifact_cache::Error::NotFound { id })),
         // `Slow`, or whatever a later cache may answer: the blocking pool's `get` decides.
-        _ => None,
+        Some(_) => None,
+        None => lock_quick(&app, id),
     };
     let found = match quick {
         Some(Err(err)) => Err(Some(err)),
@@ -105,6 +108,19 @@ pub(super) async fn get(State(app): State<App>, request: Request) -> Result<Resp
     };
     Metrics::add(&app.metrics.hits, 1);
     respond(&app, headers, peer, head, &meta, opened)
+}
+
+/// The read lock on `id` if [`Cache::get_quick`](artifact_cache::Cache::get_quick) can take it
+/// on this thread; `None` where the blocking pool's `get` must decide.
+fn lock_quick(
+    app: &App,
+    id: ArtifactId,
+) -> Option<Result<artifact_cache::ReadGuard, artifact_cache::Error>> {
+    match app.cache.get_quick(&id) {
+        Quick::Ready(guard) => Some(Ok(guard)),
+        Quick::Absent => Some(Err(artifact_cache::Error::NotFound { id })),
+        _ => None,
+    }
 }
 
 /// A committed artifact, ready to be answered for.
