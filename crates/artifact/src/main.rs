@@ -24,8 +24,9 @@ pub(crate) struct Context {
     pub(crate) json: bool,
 }
 
-/// Caps glibc's malloc arenas at one per core (at least two), unless `MALLOC_ARENA_MAX` or
-/// `GLIBC_TUNABLES` says otherwise.
+/// Tunes glibc's malloc for this program, unless `GLIBC_TUNABLES` or the variable of the
+/// tunable says otherwise: at most one arena per core (at least two), and for `serve` a fixed
+/// mmap threshold of 128 KiB.
 ///
 /// glibc gives each thread that allocates an arena of its own, up to eight per core, and each
 /// arena keeps memory it has freed. The server sends every stream from a thread of the blocking
@@ -33,29 +34,39 @@ pub(crate) struct Context {
 /// 1, 8 and 64 concurrent downloads of a 10,000-file tree, 1.74 MiB of peak RSS per added
 /// stream from 1 to 8 and 0.79 from 1 to 64 with glibc's default, 0.80 and 0.63 with two
 /// arenas, at the same request rate for small artifacts.
+///
+/// glibc also raises its mmap threshold to the size of each large block freed (up to 32 MiB),
+/// after which such blocks (a stream's entry index, 1 MB for 10,000 files; its 128 KiB send
+/// buffers) come from the arenas and stay there once freed. Fixed at 128 KiB, they are mapped
+/// and given back to the kernel when freed: measured over 1 and 8 concurrent downloads of a
+/// 10,000-file tree, 670-750 KiB of the server's peak RSS per added stream instead of 880-1,050,
+/// with no change in the time of a 1 GiB download or the request rate for small artifacts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some()
-        || std::env::var_os("GLIBC_TUNABLES").is_some()
-    {
-        return;
-    }
+fn tune_malloc(serving: bool) {
+    let set = |name: &str| {
+        std::env::var_os(name).is_some() || std::env::var_os("GLIBC_TUNABLES").is_some()
+    };
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2);
     let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
     // SAFETY: `mallopt` sets one of the allocator's tunables and takes no pointer; glibc
-    // serialises it with allocations. It runs first thing in `main`, before any other thread.
+    // serialises it with allocations. It runs in `main` before any other thread is started.
     #[allow(unsafe_code)]
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, arenas);
+        if !set("MALLOC_ARENA_MAX") {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+        if serving && !set("MALLOC_MMAP_THRESHOLD_") {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn tune_malloc(_serving: bool) {}
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse_with_exit_codes();
+    tune_malloc(matches!(cli.command, Command::Serve(_)));
     let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     init_logging(cli.global.log.as_deref(), default_log);
     let ctx = Context {
