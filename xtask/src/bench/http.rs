@@ -604,7 +604,7 @@ fn report(singles: &[Single], concurrent: &[Concurrent], runs: usize, base: &Pat
          the BLAKE3 hash of the content that the client computes to check the tree end to end (a tenth of the client's CPU time, on a thread of its own; the server sends with `tarstream::send_without_digest_buffered`, as the digest is in the artifact's metadata), \
          one user-space copy on the server (tarstream's output buffer into the body's chunks, a tenth of the server's CPU time) and two on the client (the body's chunks into the receive job's buffers, and those into tarstream's; together a tenth of the client's CPU time), \
          and the thread switches between the blocking tar side and the async HTTP side of each end (a tenth of the server's CPU time).\n\
-         With many small files, creating them is most of both sides' time (`openat` alone is a fifth of the client's CPU time on 10,000 x 4 KiB); what `artifact get` adds to what `tar -x` does is the end-to-end hash (about a tenth of the client's CPU time there) and the cache's seal of the received tree read-only, a walk with one `fchmod` per entry (about a twentieth). \
+         With many small files, creating them is most of both sides' time (`openat` alone is a fifth of the client's CPU time on 10,000 x 4 KiB); what `artifact get` adds to what `tar -x` does is the end-to-end hash (about a tenth of the client's CPU time there) and the cache's seal of the received tree read-only, a walk with one `fchmod` per entry (about a twentieth).\n\
          nginx + curl | tar does neither, and nginx sends the tree as one prebuilt file, where `artifact serve`, like `tar -c`, walks it and reads every file.\n",
     );
     out.push_str(&out_of_reach(singles));
@@ -645,14 +645,14 @@ fn out_of_reach(singles: &[Single]) -> String {
     let mut out = String::new();
     if !beyond.is_empty() {
         out.push_str(&format!(
-            "Within 10% of the tar pipe is out of reach on two cores where the HTTP transfer alone costs more than that: nginx + curl, which adds only the transfer to the pipe (and sends a prebuilt file with `sendfile`, no copy), takes {} times the tar pipe's time, and `artifact get` {} times nginx + curl's.\n",
+            "Within 10% of the tar pipe is out of reach on two cores where the HTTP transfer alone costs more than that: nginx + curl, which adds only the transfer to the pipe (and sends a prebuilt file with `sendfile`, no copy), misses it too (its time over the tar pipe's: {}), and `artifact get` is close to nginx + curl (its time over theirs: {}).\n",
             list(&beyond, &theirs),
             list(&beyond, &ours_to_theirs),
         ));
     }
     if !within.is_empty() {
         out.push_str(&format!(
-            "Where nginx + curl stays within 10% of the tar pipe ({}), `artifact get` does not ({}): the difference is its end-to-end hash and the seal, above.\n",
+            "Where nginx + curl stays within 10% of the tar pipe (its time over the tar pipe's: {}), `artifact get` does not ({}): the difference is its end-to-end hash and the seal, above.\n",
             list(&within, &theirs),
             list(&within, &ours),
         ));
