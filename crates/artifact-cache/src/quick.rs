@@ -128,6 +128,7 @@ impl Cache {
     /// `locking` asks for one (and counted among this process's readers).
     fn quick(&self, id: &ArtifactId, locking: Locking) -> Result<Found, Missed> {
         let inner = &self.inner;
+        let shared = locking == Locking::Shared;
         if inner.condemned.contains(id) {
             return Err(Missed::Slow);
         }
@@ -149,8 +150,7 @@ impl Cache {
                 drop(st);
                 return Err(self.absent_or_slow(id));
             };
-            let locked = locking == Locking::Shared;
-            if locked && !matches!(lock.try_shared(), Ok(true)) {
+            if shared && !matches!(lock.try_shared(), Ok(true)) {
                 return Err(Missed::Slow);
             }
             // Generation 0 is an empty lock file, which may be a remover's last-resort
@@ -161,14 +161,14 @@ impl Cache {
                         && generation != 0
                         && generation != TOMBSTONE => {}
                 _ => {
-                    if locked && let Err(err) = lock.unlock() {
+                    if shared && let Err(err) = lock.unlock() {
                         tracing::warn!(id = %id, error = %err, "cannot unlock");
                     }
                     return Err(Missed::Slow);
                 }
             }
         }
-        if locking == Locking::Shared {
+        if shared {
             st.readers += 1;
         }
         st.last_used = Some(now);
