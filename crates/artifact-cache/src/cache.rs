@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use crate::{
     ArtifactId, Durability, Error, Metadata, Options, ReadGuard, WriteGuard,
     error::{IoResultExt, io_error},
-    evict::Index,
+    evict::IndexSlot,
     layout::Layout,
     lockfile::{LockFile, TOMBSTONE},
     metadata,
@@ -69,7 +69,7 @@ pub(crate) struct Inner {
     pub(crate) min_free_bytes: AtomicU64,
     pub(crate) table: Table,
     /// Sizes and last-used times of all artifacts, built on first need (see `evict.rs`).
-    pub(crate) index: Mutex<Option<Index>>,
+    pub(crate) index: Mutex<IndexSlot>,
     /// Held by whoever is evicting.
     pub(crate) evicting: Mutex<()>,
     /// An eviction pass owed to a commit that found `evicting` held, and the id it committed
@@ -122,7 +122,7 @@ impl Cache {
             min_free_bytes: AtomicU64::new(options.min_free_bytes),
             options,
             table: Table::new(),
-            index: Mutex::new(None),
+            index: Mutex::new(IndexSlot::default()),
             evicting: Mutex::new(()),
             evict_owed: Mutex::new(None),
             scanning: Mutex::new(()),

@@ -4,7 +4,8 @@
 //! Opening a cache does no per-artifact work. The index (size and last-used time of every
 //! artifact) is built by reading every metadata file the first time it is needed (the first
 //! `usage`, `gc`, or commit with a size bound), kept up to date with this process's commits and
-//! removals, and rebuilt when older than [`RESCAN`] so that other processes' changes count.
+//! removals (also those made while a scan runs: see [`IndexSlot`]), and rebuilt when older
+//! than [`RESCAN`] so that other processes' changes count.
 
 use std::{
     collections::HashMap,
@@ -36,7 +37,34 @@ struct Indexed {
     last_used: SystemTime,
 }
 
+/// The index, if built, and the changes made while a scan builds its successor.
+#[derive(Debug, Default)]
+pub(crate) struct IndexSlot {
+    index: Option<Index>,
+    /// `Some` while a scan runs: this process's commits and removals meanwhile, replayed
+    /// onto the scan's result (which may or may not have seen them on disk), in order.
+    journal: Option<Vec<(ArtifactId, Option<Indexed>)>>,
+}
+
+impl IndexSlot {
+    fn record(&mut self, id: ArtifactId, change: Option<Indexed>) {
+        if let Some(index) = self.index.as_mut() {
+            index.apply(id, change);
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push((id, change));
+        }
+    }
+}
+
 impl Index {
+    fn apply(&mut self, id: ArtifactId, change: Option<Indexed>) {
+        match change {
+            Some(Indexed { size, last_used }) => self.insert(id, size, last_used),
+            None => self.remove(&id),
+        }
+    }
+
     fn usage(&self) -> Usage {
         Usage { bytes: self.bytes, artifacts: self.artifacts.len() as u64 }
     }
@@ -132,26 +160,39 @@ impl Inner {
         let fresh =
             |index: &Option<Index>| index.as_ref().is_some_and(|i| i.built.elapsed() < max_age);
         {
-            let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-            if fresh(&index) {
-                return Ok(f(index.as_mut().expect("checked")));
+            let mut slot = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            if fresh(&slot.index) {
+                return Ok(f(slot.index.as_mut().expect("checked")));
             }
         }
         // Scan without holding the index, so that commits and removals (which update it) do
         // not wait for a scan of a large cache; one scan at a time.
         let _scanning = self.scanning.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let already = {
-            let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-            index.as_ref().is_some_and(|i| i.built >= started || i.built.elapsed() < max_age)
+        let scan = {
+            let mut slot = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            let already = slot
+                .index
+                .as_ref()
+                .is_some_and(|i| i.built >= started || i.built.elapsed() < max_age);
+            if !already {
+                slot.journal = Some(Vec::new());
+            }
+            !already
         };
-        let scanned = if already { None } else { Some(self.scan()?) };
-        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let scanned = if scan { Some(self.scan()) } else { None };
+        let mut slot = self.index.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(scanned) = scanned {
-            // Changes made while scanning may or may not be in it; the next rescan settles them.
-            *index = Some(scanned);
+            let journal = slot.journal.take().unwrap_or_default();
+            let mut scanned = scanned?;
+            // A commit or removal made while scanning may or may not be in what the scan
+            // read; replayed in order, each ends as it is on disk.
+            for (id, change) in journal {
+                scanned.apply(id, change);
+            }
+            slot.index = Some(scanned);
         }
-        Ok(f(index.as_mut().expect("built above")))
+        Ok(f(slot.index.as_mut().expect("built above")))
     }
 
     /// Reads the size and last-used time of every committed artifact.
@@ -181,18 +222,14 @@ impl Inner {
 
     /// Records a commit in the index (if built).
     pub(crate) fn index_insert(&self, id: &ArtifactId, size: u64, last_used: SystemTime) {
-        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(index) = index.as_mut() {
-            index.insert(*id, size, last_used);
-        }
+        let mut slot = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.record(*id, Some(Indexed { size, last_used }));
     }
 
     /// Records a removal in the index (if built).
     pub(crate) fn index_remove(&self, id: &ArtifactId) {
-        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(index) = index.as_mut() {
-            index.remove(id);
-        }
+        let mut slot = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.record(*id, None);
     }
 
     /// After committing `id`: evict if over the size bound.
@@ -211,22 +248,29 @@ impl Inner {
     /// Runs the eviction passes owed, unless another thread holds `evicting` (it serves them
     /// when it is done: see [`Inner::evict_after_commit`] and [`Cache::gc`]).
     fn serve_evictions(&self) {
+        let owed = || self.evict_owed.lock().unwrap_or_else(PoisonError::into_inner).take();
         loop {
-            let _evicting = match self.evicting.try_lock() {
-                Ok(guard) => guard,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
-            };
-            // Taken under `evicting`: a request left after this is served by the next turn.
-            let Some(keep) = self.evict_owed.lock().unwrap_or_else(PoisonError::into_inner).take()
-            else {
+            {
+                let _evicting = match self.evicting.try_lock() {
+                    Ok(guard) => guard,
+                    Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    Err(TryLockError::WouldBlock) => return,
+                };
+                // Taken under `evicting`: a request left after this is served by the next turn.
+                while let Some(keep) = owed() {
+                    let Some(budget) = self.max_bytes() else { return };
+                    match self.with_index(RESCAN, |index| index.bytes > budget) {
+                        Ok(true) => self.evict(budget, Some(&keep), &mut GcReport::default()),
+                        Ok(false) => {}
+                        Err(err) => warn!(error = %err, "cannot check the cache size"),
+                    }
+                }
+            }
+            // A commit that left its request after the last look above, and found `evicting`
+            // still held, returned trusting us with it: look once more now that it is free
+            // (if another thread has taken `evicting` meanwhile, that thread serves it).
+            if self.evict_owed.lock().unwrap_or_else(PoisonError::into_inner).is_none() {
                 return;
-            };
-            let Some(budget) = self.max_bytes() else { return };
-            match self.with_index(RESCAN, |index| index.bytes > budget) {
-                Ok(true) => self.evict(budget, Some(&keep), &mut GcReport::default()),
-                Ok(false) => {}
-                Err(err) => warn!(error = %err, "cannot check the cache size"),
             }
         }
     }
@@ -235,8 +279,8 @@ impl Inner {
     /// says the content fits in `budget`. Hold `self.evicting`.
     fn evict(&self, budget: u64, keep: Option<&ArtifactId>, report: &mut GcReport) {
         let mut candidates: Vec<(SystemTime, ArtifactId, u64)> = {
-            let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(index) = index.as_ref() else { return };
+            let slot = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(index) = slot.index.as_ref() else { return };
             if index.bytes <= budget {
                 return;
             }
@@ -254,6 +298,7 @@ impl Inner {
                 .index
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .index
                 .as_ref()
                 .map_or(0, |i| i.bytes);
             if bytes <= budget {

@@ -181,3 +181,38 @@ fn concurrent_commits_end_within_the_size_bound() {
     assert_eq!(cache.usage().unwrap().bytes, on_disk);
     assert!(cache.evictions() >= THREADS * EACH - 3, "{} evictions", cache.evictions());
 }
+
+#[test]
+fn commits_and_removals_during_a_rescan_are_counted() {
+    // `gc` rebuilds the index from disk each time; commits and removals landing while it
+    // reads must end counted exactly as they are on disk, not lost with the old index.
+    const ROUNDS: u64 = 200;
+    let cache = TempCache::new();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let scans = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                cache.gc(None).unwrap();
+                scans.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        for n in 0..ROUNDS {
+            commit_sized(&cache, &test_id(n), 100 + n as usize);
+            // Wait for a scan to start (not for time) before every few more changes.
+            if n % 3 == 2 {
+                cache.remove(&test_id(n - 1)).unwrap();
+            }
+            let seen = scans.load(std::sync::atomic::Ordering::Relaxed);
+            while n % 10 == 0 && scans.load(std::sync::atomic::Ordering::Relaxed) == seen {
+                std::thread::yield_now();
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let ids = present(&cache);
+    let on_disk: u64 = ids.iter().map(|id| cache.stat(id).unwrap().size).sum();
+    // Within RESCAN of the last gc: the index is not rebuilt, so it must be right by itself.
+    let usage = cache.usage().unwrap();
+    assert_eq!((usage.bytes, usage.artifacts), (on_disk, ids.len() as u64));
+}
