@@ -91,6 +91,7 @@ pub use error::{Error, TimeoutKind};
 pub use server::TlsConfig;
 #[cfg(feature = "server")]
 pub use server::{
-    EndpointStatus, JobSummary, JobsSource, JobsStatus, JobsStatusFuture, STATUS_JOBS_LISTED,
-    ScrubConfig, ScrubReport, Scrubber, ServerConfig, router, serve, serve_router, shutdown_signal,
+    EndpointStatus, Endpoints, JobSummary, JobsSource, JobsStatus, JobsStatusFuture,
+    STATUS_JOBS_LISTED, ScrubConfig, ScrubReport, Scrubber, ServerConfig, router, serve,
+    serve_endpoints, serve_router, shutdown_signal,
 };

@@ -122,7 +122,7 @@ fn measure(
 ) -> anyhow::Result<(Vec<Single>, Vec<Concurrent>)> {
     let www = root.join("www");
     fs::create_dir_all(&www)?;
-    let nginx = Nginx::start(&root.join("nginx"), &www, "")?;
+    let nginx = Nginx::start(&root.join("nginx"), &www, "1", "")?;
     let server = Server::start(artifact, &root.join("server"), &root.join("serve.log"))?;
     let mut singles = Vec::new();
     for (n, name) in SINGLE.iter().enumerate() {
@@ -373,8 +373,14 @@ pub(crate) struct Nginx {
 }
 
 impl Nginx {
-    /// `extra`: more directives for the `http` block, each line indented and ended.
-    pub(crate) fn start(dir: &Path, www: &Path, extra: &str) -> anyhow::Result<Nginx> {
+    /// `workers`: the value of `worker_processes` (`1`, `auto`); `extra`: more directives for
+    /// the `http` block, each line indented and ended.
+    pub(crate) fn start(
+        dir: &Path,
+        www: &Path,
+        workers: &str,
+        extra: &str,
+    ) -> anyhow::Result<Nginx> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let built =
             String::from_utf8_lossy(&Command::new(NGINX).arg("-V").output()?.stderr).into_owned();
@@ -392,7 +398,7 @@ impl Nginx {
         fs::write(
             &conf,
             format!(
-                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
                  events {{ worker_connections 1024; }}\n\
                  http {{\n    access_log off;\n    sendfile on;\n    tcp_nopush on;\n{extra}    \
                  default_type application/x-tar;\n{temp}    \
@@ -415,7 +421,7 @@ impl Nginx {
         Ok(Nginx { daemon, url: format!("http://127.0.0.1:{port}") })
     }
 
-    /// The master process's id (its worker is its child).
+    /// The master process's id (its workers are its children).
     pub(crate) fn pid(&self) -> u32 {
         self.daemon.0.id()
     }

@@ -8,6 +8,7 @@ mod abuse;
 mod concurrency;
 mod faults;
 mod hostile;
+mod hot;
 mod interop;
 mod ranges;
 mod resume;

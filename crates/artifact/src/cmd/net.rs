@@ -112,8 +112,10 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         let config = config.scrub(scrubber.clone());
         // Aborted after the server stops, which stops a walk under way at its next read.
         let scrubbing = scrubber.map(|scrubber| tokio::spawn(scrubber.run()));
-        let app =
-            jobs.with_metrics(artifact_http::router(cache, config.clone()).merge(jobs.router()));
+        // The jobs' layer passes `GET` and `HEAD /artifact` through untouched, so those can
+        // take the endpoints' hot path (`serve_endpoints`).
+        let endpoints = artifact_http::Endpoints::new(cache, config);
+        let app = jobs.with_metrics(endpoints.router().merge(jobs.router()));
         // On the signal, the jobs stop at once (running ones are left queued), while requests
         // in flight get the grace period.
         let stop_jobs = jobs.clone();
@@ -121,7 +123,7 @@ pub(crate) fn serve(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             shutdown.await;
             stop_jobs.shutdown().await;
         };
-        let served = artifact_http::serve_router(listener, app, &config, shutdown).await;
+        let served = artifact_http::serve_endpoints(listener, &endpoints, app, shutdown).await;
         if let Some(scrubbing) = scrubbing {
             scrubbing.abort();
         }
