@@ -376,10 +376,15 @@ fn encode(
 
 /// The headers of a whole, identity-encoded answer (`200`) for the artifact that `meta`
 /// describes, whose stream is `len` bytes long when that is known: the artifact's headers, the
-/// media type and, with the length, `Accept-Ranges`, `ETag` and `Content-Length`.
+/// media type, `Vary` (with zstd) and, with the length, `Accept-Ranges`, `ETag` and
+/// `Content-Length`.
 fn whole_answer_headers(meta: &Metadata, len: Option<u64>) -> HeaderMap {
     let mut headers = artifact_headers(meta);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TAR_MEDIA_TYPE));
+    // Here already, as `negotiate` sets it: a kept stream's headers are cloned for each answer,
+    // and a clone has no room for one more (its insert reallocated, under malloc's lock).
+    #[cfg(feature = "zstd")]
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     if let Some(len) = len {
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         headers.insert(header::ETAG, header_value(&protocol::etag(&meta.digest)));
