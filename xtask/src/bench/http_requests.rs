@@ -341,7 +341,7 @@ fn report(
     ));
     out.push_str(&format!(
         "Each case ran `wrk -t1 -cN -d{secs}s --latency` once for a second to warm up, then {runs} time{} on each server, alternating; the figures are medians.\n\
-         CPU is the server's processor time (user and system, all its threads; nginx's master and worker) per request answered, from `/proc`; it moves less than the rate with what else the machine runs.\n\n",
+         CPU is the server's processor time (user and system, all its threads; nginx's master and workers) per request answered, from `/proc`; it moves less than the rate with what else the machine runs.\n\n",
         if runs == 1 { "" } else { "s" }
     ));
     out.push_str(
@@ -402,7 +402,7 @@ fn report(
 const PROFILE: &str = "
 Where a request's time goes in `artifact serve`, from profiles of the release server under `wrk -t1 -c32` (`perf record -e cpu-clock -g` for the split between kernel and user space, callgrind for user-space instructions per request over 4,000 keep-alive `GET`s on 32 connections, `strace -c -f` for system calls):
 
-- About 45% of the CPU time is the kernel's: mostly the loopback TCP send (a `writev` on 127.0.0.1 also delivers into the receiving socket) and switching threads.
+- Most of the CPU time is the kernel's (60% for a miss after the changes below, one runtime thread): the loopback TCP send, 35-45% (a `writev` on 127.0.0.1 also delivers into the receiving socket and wakes wrk), `recvfrom` 7%, `epoll_wait` 5%, and the `statx` of a miss 4% on ext4 but 11% on tmpfs, which keeps no negative dentries (each miss allocates one and kills it; nginx's `open` of a missing file pays the same). nginx spends 78% of its time in the kernel.
 - A hit made four to six system calls: `recvfrom`, `writev`, and for the read lock an `flock` to take it, an 8-byte `pread` of the lock file's generation and an `flock` to give it back, all three skipped when another request of the process held the lock.
   Changed: an answer from memory reads none of the artifact's files, so it takes no read lock (`Cache::stat_quick`): the `pread` of the generation alone tells that the artifact is still committed as kept. A hit now makes three: `recvfrom`, `pread`, `writev` (counted with `perf stat -e 'syscalls:sys_enter_*'`: two `flock` per hit before, none after).
   With 32 connections on two runtime threads there is also about one `futex` per five hits: two thirds of them glibc's arena lock, taken by `malloc` and `free` on both threads (`perf record -e syscalls:sys_enter_futex --call-graph dwarf`), the rest the threads waking each other.
