@@ -158,8 +158,15 @@ impl Endpoints {
         let app = self.0.clone();
         let handler = tower::service_fn(move |request: axum::extract::Request| {
             let app = app.clone();
+            // `artifact::get` in two parts, the second boxed: a hit from memory or a miss is
+            // answered within the first poll, and the future moved through the layers stays a
+            // few words (unboxed, its state was kilobytes, copied at every layer).
             async move {
-                let answer = artifact::get(axum::extract::State(app), request).await;
+                let answer = match artifact::begin_get(&app, request) {
+                    Ok(artifact::Begun::Answered(response)) => Ok(response),
+                    Ok(artifact::Begun::Pending(pending)) => Box::pin(pending.finish(app)).await,
+                    Err(reject) => Err(reject),
+                };
                 Ok::<_, Infallible>(axum::response::IntoResponse::into_response(answer))
             }
         });

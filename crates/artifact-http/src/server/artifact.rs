@@ -32,6 +32,36 @@ use crate::{
 /// and served from there without the read lock, as long as the lock file's generation shows the
 /// artifact committed as it was kept.
 pub(super) async fn get(State(app): State<App>, request: Request) -> Result<Response, Reject> {
+    match begin_get(&app, request)? {
+        Begun::Answered(response) => Ok(response),
+        Begun::Pending(pending) => pending.finish(app).await,
+    }
+}
+
+/// How far [`begin_get`] got.
+pub(super) enum Begun {
+    /// The whole answer: from memory, or a miss.
+    Answered(Response),
+    /// What needs waiting for: the blocking pool (the read lock, the index, the files) or the
+    /// store. Boxed, so that the future of a request answered at once stays small (a future
+    /// is moved through every layer, and this one's state is kilobytes).
+    Pending(Box<PendingGet>),
+}
+
+/// A `GET` or `HEAD` that [`begin_get`] could not answer at once.
+pub(super) struct PendingGet {
+    parts: axum::http::request::Parts,
+    peer: Peer,
+    id: ArtifactId,
+    head: bool,
+    /// The read lock taken on this thread, a miss, or `None`: the blocking pool's `get`
+    /// decides.
+    quick: Option<Result<artifact_cache::ReadGuard, artifact_cache::Error>>,
+}
+
+/// The part of `GET` and `HEAD` that needs no waiting, on the runtime's thread: the id, the
+/// token, and the answers from memory and for a miss.
+pub(super) fn begin_get(app: &App, request: Request) -> Result<Begun, Reject> {
     // The request's parts are read in place: the extractors of the method, the query and the
     // headers would each copy theirs (a header map is two allocations), on every request.
     let (parts, _) = request.into_parts();
@@ -49,65 +79,99 @@ pub(super) async fn get(State(app): State<App>, request: Request) -> Result<Resp
         Some((small, QuickStat::Committed(meta))) => match small.get(&meta) {
             Some(kept) => {
                 Metrics::add(&app.metrics.hits, 1);
-                return respond(&app, headers, peer, head, &meta, Opened::Kept(kept));
+                let response = respond(app, headers, peer, head, &meta, Opened::Kept(kept))?;
+                return Ok(Begun::Answered(response));
             }
-            None => lock_quick(&app, id),
+            None => lock_quick(app, id),
         },
         Some((_, QuickStat::Absent)) => Some(Err(artifact_cache::Error::NotFound { id })),
         // `Slow`, or whatever a later cache may answer: the blocking pool's `get` decides.
         Some(_) => None,
-        None => lock_quick(&app, id),
+        None => lock_quick(app, id),
     };
-    let found = match quick {
-        Some(Err(err)) => Err(Some(err)),
-        quick => {
-            let (app, checked) = (app.clone(), quick.is_some());
-            bridge::blocking(move || {
-                let guard = match quick {
-                    Some(Ok(guard)) => guard,
-                    _ => app.cache.get(&id).map_err(Some)?,
-                };
-                // The table may remember an artifact whose files were deleted behind the
-                // cache's back (the root removed, say): promise nothing that cannot be streamed.
-                match std::fs::symlink_metadata(guard.path()) {
-                    Ok(meta) if meta.is_dir() => Ok(open(&app, guard, checked)),
-                    _ => Err::<_, Option<artifact_cache::Error>>(None),
-                }
-            })
-            .await
-        }
-    };
-    let (meta, opened) = match found {
-        Ok(found) => found,
-        // A miss, or another request already filling it from the store: wait for that one
-        // (the cache's single flight) rather than answering 409.
-        #[cfg(feature = "store")]
-        Err(Some(err))
-            if app.config.store.is_some()
-                && (err.is_not_found()
-                    || matches!(err, artifact_cache::Error::WriteLocked { .. })) =>
-        {
-            let store = app.config.store.as_ref().expect("checked above");
-            let guard = super::store::read_through(&app, store, id).await?;
-            let app = app.clone();
-            bridge::blocking(move || open(&app, guard, false)).await
-        }
-        Err(Some(err)) => {
+    let quick = match quick {
+        // A miss is answered here, unless the store may have the artifact.
+        Some(Err(err)) if !from_store(app, &err) => {
             if err.is_not_found() {
                 Metrics::add(&app.metrics.misses, 1);
-                forget(&app, &id);
+                forget(app, &id);
             }
             return Err(app.reject_cache(id, err));
         }
-        Err(None) => {
-            Metrics::add(&app.metrics.misses, 1);
-            forget(&app, &id);
-            tracing::warn!("the artifact's files are gone from the cache root");
-            return Err(Reject::NotFound(id));
-        }
+        quick => quick,
     };
-    Metrics::add(&app.metrics.hits, 1);
-    respond(&app, headers, peer, head, &meta, opened)
+    Ok(Begun::Pending(Box::new(PendingGet { parts, peer, id, head, quick })))
+}
+
+impl PendingGet {
+    /// The rest of the `GET` or `HEAD`: the read lock and the files on the blocking pool, or
+    /// the store.
+    pub(super) async fn finish(self, app: App) -> Result<Response, Reject> {
+        let PendingGet { parts, peer, id, head, quick } = self;
+        let headers = &parts.headers;
+        let found = match quick {
+            Some(Err(err)) => Err(Some(err)),
+            quick => {
+                let (app, checked) = (app.clone(), quick.is_some());
+                bridge::blocking(move || {
+                    let guard = match quick {
+                        Some(Ok(guard)) => guard,
+                        _ => app.cache.get(&id).map_err(Some)?,
+                    };
+                    // The table may remember an artifact whose files were deleted behind the
+                    // cache's back (the root removed, say): promise nothing that cannot be
+                    // streamed.
+                    match std::fs::symlink_metadata(guard.path()) {
+                        Ok(meta) if meta.is_dir() => Ok(open(&app, guard, checked)),
+                        _ => Err::<_, Option<artifact_cache::Error>>(None),
+                    }
+                })
+                .await
+            }
+        };
+        let (meta, opened) = match found {
+            Ok(found) => found,
+            // A miss, or another request already filling it from the store: wait for that one
+            // (the cache's single flight) rather than answering 409.
+            #[cfg(feature = "store")]
+            Err(Some(err)) if from_store(&app, &err) => {
+                let store = app.config.store.as_ref().expect("checked above");
+                let guard = super::store::read_through(&app, store, id).await?;
+                let app = app.clone();
+                bridge::blocking(move || open(&app, guard, false)).await
+            }
+            Err(Some(err)) => {
+                if err.is_not_found() {
+                    Metrics::add(&app.metrics.misses, 1);
+                    forget(&app, &id);
+                }
+                return Err(app.reject_cache(id, err));
+            }
+            Err(None) => {
+                Metrics::add(&app.metrics.misses, 1);
+                forget(&app, &id);
+                tracing::warn!("the artifact's files are gone from the cache root");
+                return Err(Reject::NotFound(id));
+            }
+        };
+        Metrics::add(&app.metrics.hits, 1);
+        respond(&app, headers, peer, head, &meta, opened)
+    }
+}
+
+/// Whether the cache's answer `err` sends a `GET` to the store: a miss, or another request
+/// filling the artifact (from there, most likely).
+fn from_store(app: &App, err: &artifact_cache::Error) -> bool {
+    #[cfg(feature = "store")]
+    {
+        app.config.store.is_some()
+            && (err.is_not_found() || matches!(err, artifact_cache::Error::WriteLocked { .. }))
+    }
+    #[cfg(not(feature = "store"))]
+    {
+        let _ = (app, err);
+        false
+    }
 }
 
 /// The read lock on `id` if [`Cache::get_quick`](artifact_cache::Cache::get_quick) can take it
