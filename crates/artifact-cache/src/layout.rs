@@ -82,6 +82,26 @@ impl Layout {
         self.object(id).join("meta")
     }
 
+    /// Calls `f` with [`meta`](Self::meta)'s path, built on the stack when it fits (the lookup
+    /// of every miss of a server: no allocation).
+    pub(crate) fn with_meta<R>(&self, id: &ArtifactId, f: impl FnOnce(&Path) -> R) -> R {
+        use std::os::unix::ffi::OsStrExt;
+        let objects = self.objects.as_os_str().as_bytes();
+        let mut hex = [0; 2 * MAX_ID_BYTES];
+        let hex = id.hex(&mut hex).as_bytes();
+        let mut buf = [0u8; 512];
+        let len = objects.len() + 1 + hex.len() + "/meta".len();
+        if len > buf.len() {
+            return f(&self.meta(id));
+        }
+        let mut at = 0;
+        for part in [objects, b"/", hex, b"/meta"] {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        f(Path::new(std::ffi::OsStr::from_bytes(&buf[..len])))
+    }
+
     /// `locks/<hex>`.
     pub(crate) fn lock(&self, id: &ArtifactId) -> PathBuf {
         self.locks.join(id.hex(&mut [0; 2 * MAX_ID_BYTES]))
@@ -223,5 +243,18 @@ mod tests {
         assert_eq!(staging.parent().unwrap(), Path::new("/r/tmp/abcd"));
         assert_eq!(layout.tree(&id), Path::new("/r/objects/abcd/tree"));
         assert_eq!(layout.lock(&id), Path::new("/r/locks/abcd"));
+    }
+
+    #[test]
+    fn the_meta_path_on_the_stack_is_the_meta_path() {
+        let long_id: ArtifactId = "ab".repeat(MAX_ID_BYTES).parse().unwrap();
+        for root in
+            ["/r".to_owned(), format!("/{}", "d".repeat(300)), format!("/{}", "d".repeat(600))]
+        {
+            let layout = Layout::new(root.clone().into());
+            for id in ["00".parse().unwrap(), long_id] {
+                assert_eq!(layout.with_meta(&id, Path::to_owned), layout.meta(&id), "{root} {id}");
+            }
+        }
     }
 }

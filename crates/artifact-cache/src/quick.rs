@@ -183,7 +183,7 @@ impl Cache {
     /// [`Quick::Absent`] when the metadata path names nothing: a commit makes it appear and a
     /// removal makes it disappear, each in one rename, so its absence means "not committed".
     fn absent_or_slow(&self, id: &ArtifactId) -> Missed {
-        match std::fs::symlink_metadata(self.inner.layout.meta(id)) {
+        match self.inner.layout.with_meta(id, |meta| std::fs::symlink_metadata(meta)) {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Missed::Absent,
             _ => Missed::Slow,
         }

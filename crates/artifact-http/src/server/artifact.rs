@@ -32,7 +32,8 @@ use crate::{
 /// and served from there without the read lock, as long as the lock file's generation shows the
 /// artifact committed as it was kept.
 pub(super) async fn get(State(app): State<App>, request: Request) -> Result<Response, Reject> {
-    match begin_get(&app, request)? {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| *peer);
+    match begin_get(&app, request, peer)? {
         Begun::Answered(response) => Ok(response),
         Begun::Pending(pending) => pending.finish(app).await,
     }
@@ -60,13 +61,17 @@ pub(super) struct PendingGet {
 }
 
 /// The part of `GET` and `HEAD` that needs no waiting, on the runtime's thread: the id, the
-/// token, and the answers from memory and for a miss.
-pub(super) fn begin_get(app: &App, request: Request) -> Result<Begun, Reject> {
+/// token, and the answers from memory and for a miss. `peer`: the client's address, if known.
+pub(super) fn begin_get(
+    app: &App,
+    request: Request,
+    peer: Option<SocketAddr>,
+) -> Result<Begun, Reject> {
     // The request's parts are read in place: the extractors of the method, the query and the
     // headers would each copy theirs (a header map is two allocations), on every request.
     let (parts, _) = request.into_parts();
     let headers = &parts.headers;
-    let peer: Peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied().map(Extension);
+    let peer: Peer = peer.map(|peer| Extension(ConnectInfo(peer)));
     let id = parse_id(parts.uri.query())?;
     app.authorize(headers, Access::Read)?;
     let head = parts.method == Method::HEAD;

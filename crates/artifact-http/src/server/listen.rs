@@ -108,7 +108,8 @@ pub async fn serve_endpoints(
     app: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    accept(listener, app, Some(endpoints.hot()), endpoints.config(), shutdown).await
+    let hot = |peer| endpoints.hot(peer);
+    accept(listener, app, Some(hot), endpoints.config(), shutdown).await
 }
 
 /// Like [`serve`], for any axum [`Router`]: an application that mounts
@@ -137,19 +138,21 @@ pub async fn serve_router(
     config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    accept(listener, app, None::<Router>, config, shutdown).await
+    accept(listener, app, None::<fn(SocketAddr) -> Router>, config, shutdown).await
 }
 
-/// The accept loop of [`serve_router`] and [`serve_endpoints`]: each request to `hot` where
-/// [`Endpoints::is_hot`] says so, to `app` otherwise.
-async fn accept<H>(
+/// The accept loop of [`serve_router`] and [`serve_endpoints`]: each request to the service
+/// that `hot` makes for its connection's peer where [`Endpoints::is_hot`] says so, to `app`
+/// otherwise.
+async fn accept<M, H>(
     listener: TcpListener,
     app: Router,
-    hot: Option<H>,
+    hot: Option<M>,
     config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error>
 where
+    M: Fn(SocketAddr) -> H,
     H: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send + 'static,
 {
@@ -194,14 +197,17 @@ where
         };
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
-        let (app, hot) = (app.clone(), hot.clone());
+        let (app, hot) = (app.clone(), hot.as_ref().map(|make| make(peer)));
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             match &hot {
+                // The hot path knows its peer without the extension.
                 Some(hot) if Endpoints::is_hot(&request) => {
                     Either::Left(hot.clone().oneshot(request.map(Body::new)))
                 }
-                _ => Either::Right(app.clone().oneshot(request)),
+                _ => {
+                    request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                    Either::Right(app.clone().oneshot(request))
+                }
             }
         });
         #[cfg(feature = "tls")]

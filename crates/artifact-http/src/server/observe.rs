@@ -36,13 +36,18 @@ pub(crate) struct InMemory;
 /// again and clones it, on every request (four allocations of the forty a small request
 /// made).
 #[derive(Clone)]
-pub(crate) struct ObserveLayer(pub(crate) App);
+pub(crate) struct ObserveLayer {
+    pub(crate) app: App,
+    /// The client's address where the layer serves one connection (the hot path); `None`:
+    /// each request's `ConnectInfo<SocketAddr>` extension tells, if any.
+    pub(crate) peer: Option<SocketAddr>,
+}
 
 impl<S> tower::Layer<S> for ObserveLayer {
     type Service = ObserveService<S>;
 
     fn layer(&self, inner: S) -> ObserveService<S> {
-        ObserveService { inner, app: self.0.clone() }
+        ObserveService { inner, app: self.app.clone(), peer: self.peer }
     }
 }
 
@@ -51,6 +56,7 @@ impl<S> tower::Layer<S> for ObserveLayer {
 pub(crate) struct ObserveService<S> {
     inner: S,
     app: App,
+    peer: Option<SocketAddr>,
 }
 
 impl<S> tower::Service<Request> for ObserveService<S>
@@ -76,8 +82,9 @@ where
             peer = field::Empty,
             status = field::Empty,
         );
-        let peer =
-            request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| *peer);
+        let peer = self.peer.or_else(|| {
+            request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| *peer)
+        });
         if let Some(peer) = peer {
             span.record("peer", field::display(peer));
         }
