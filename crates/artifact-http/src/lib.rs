@@ -44,9 +44,10 @@
 //! - Server: [`router`] (mount it in an axum app) and [`serve`] (run it, with limits and
 //!   graceful shutdown on [`shutdown_signal`]; [`serve_router`] for an app of one's own, and
 //!   [`serve_endpoints`] for one that merges [`Endpoints`]' router at its root and keeps the
-//!   hot path of `GET /artifact`), configured by [`ServerConfig`]; HTTPS with `TlsConfig` (feature `tls`); the background
-//!   [`Scrubber`] ([`ScrubConfig`], [`ScrubReport`]), which re-verifies the cache at a bounded
-//!   read rate, quarantines corrupt artifacts and repairs them.
+//!   hot path of `GET /artifact`), configured by [`ServerConfig`]; HTTPS with `TlsConfig`
+//!   (feature `tls`); the background [`Scrubber`] ([`ScrubConfig`], [`ScrubReport`]), which
+//!   re-verifies the cache at a bounded read rate, quarantines corrupt artifacts and repairs
+//!   them.
 //! - Client: [`Downloader`] (built by [`DownloaderBuilder`]): [`download`](Downloader::download),
 //!   [`download_many`](Downloader::download_many), [`upload`](Downloader::upload),
 //!   [`repair`](Downloader::repair) (a quarantined artifact fetched again), with
