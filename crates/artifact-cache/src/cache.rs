@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use crate::{
     ArtifactId, Durability, Error, Metadata, Options, ReadGuard, WriteGuard,
+    absent::Absences,
     error::{IoResultExt, io_error},
     evict::IndexSlot,
     layout::Layout,
@@ -81,6 +82,8 @@ pub(crate) struct Inner {
     pub(crate) evictions: AtomicU64,
     /// The ids this process condemned (see `quarantine.rs`).
     pub(crate) condemned: Condemned,
+    /// Ids quick lookups found not committed, while nothing new appeared (see `absent.rs`).
+    pub(crate) absences: Absences,
 }
 
 /// The outcome of trying to take an id's exclusive lock.
@@ -128,6 +131,7 @@ impl Cache {
             scanning: Mutex::new(()),
             evictions: AtomicU64::new(0),
             condemned: Condemned::default(),
+            absences: Absences::default(),
         };
         let cache = Cache { inner: Arc::new(inner) };
         let recovered = cache.inner.recover()?;

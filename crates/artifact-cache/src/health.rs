@@ -38,7 +38,11 @@ impl Cache {
         };
         for dir in [&layout.root, &layout.objects, &layout.locks, &layout.tmp] {
             match fs::metadata(dir) {
-                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.is_dir() => {
+                    if dir == &layout.objects {
+                        self.inner.absences.check_dir(&meta);
+                    }
+                }
                 Ok(_) => return Err(fail(RootProblem::NotADirectory, None)),
                 Err(err) => return Err(io_fail(err)),
             }

@@ -50,6 +50,7 @@
 //! |---|---|---|
 //! | `tokio` | yes | [`Cache::get_wait`], [`Cache::create_or_get`] and [`Fill`] |
 
+mod absent;
 mod cache;
 mod error;
 mod evict;

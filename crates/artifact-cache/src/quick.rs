@@ -2,7 +2,7 @@
 //! the lock file, for callers on an async runtime's worker threads; [`Cache::stat_quick`]: the
 //! same lookup without the lock, for callers that read none of the artifact's files.
 
-use std::{io, path::Path, sync::Arc, time::SystemTime};
+use std::{path::Path, sync::Arc, time::SystemTime};
 
 use crate::{ArtifactId, Cache, Metadata, ReadGuard, lockfile::TOMBSTONE, table::Entry};
 
@@ -12,7 +12,7 @@ use crate::{ArtifactId, Cache, Metadata, ReadGuard, lockfile::TOMBSTONE, table::
 pub enum Quick {
     /// The read lock, as [`Cache::get`] gives it.
     Ready(ReadGuard),
-    /// The artifact is not committed (one path lookup said so).
+    /// The artifact is not committed (`objects/` has no entry for it).
     Absent,
     /// Taking the lock needs more than a quick call may do (open the lock file, read the
     /// metadata, record the last use, meet a writer or remover): call [`Cache::get`] where
@@ -26,7 +26,7 @@ pub enum Quick {
 pub enum QuickStat {
     /// The artifact is committed, as this metadata describes (`last_used` is now).
     Committed(Metadata),
-    /// The artifact is not committed (one path lookup said so).
+    /// The artifact is not committed (`objects/` has no entry for it).
     Absent,
     /// Telling needs more than a quick call may do: call [`Cache::stat`] or [`Cache::get`]
     /// where blocking is fine.
@@ -57,9 +57,12 @@ impl Cache {
     /// Takes the read lock on `id` if it can be done at once from what this process already
     /// knows, with no system call when another reader of this process holds it and at most two
     /// on the open lock file otherwise (`flock` and an 8-byte `pread` of its generation).
-    /// When this process has not opened the artifact's lock file, it makes one lookup of the
-    /// metadata path and answers [`Quick::Absent`] if there is none; everything else is
-    /// [`Quick::Slow`].
+    /// When this process has not opened the artifact's lock file, it answers [`Quick::Absent`]
+    /// if the artifact is not committed, from one lookup of its path or, on Linux, for an id
+    /// found absent before, from the cache's inotify watch of the objects directory (one `read`
+    /// of its queue; the kernel queues a commit's event before the commit's `rename` returns,
+    /// so a commit that returned before the call is always seen, whichever process made it);
+    /// everything else is [`Quick::Slow`]. The watch is set up by the first call that needs it.
     ///
     /// The guard is the same as [`get`](Cache::get)'s, under the same rules: while it is held
     /// nothing removes or evicts the artifact.
@@ -180,12 +183,13 @@ impl Cache {
         Ok(Found { entry, meta, tree })
     }
 
-    /// [`Quick::Absent`] when the metadata path names nothing: a commit makes it appear and a
-    /// removal makes it disappear, each in one rename, so its absence means "not committed".
+    /// [`Quick::Absent`] when the artifact is not committed (see `absent.rs`: no lookup at all
+    /// for an id found absent before, while nothing new appeared in `objects/`).
     fn absent_or_slow(&self, id: &ArtifactId) -> Missed {
-        match self.inner.layout.with_meta(id, |meta| std::fs::symlink_metadata(meta)) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Missed::Absent,
-            _ => Missed::Slow,
+        if self.inner.absences.absent(&self.inner.layout, id) {
+            Missed::Absent
+        } else {
+            Missed::Slow
         }
     }
 }

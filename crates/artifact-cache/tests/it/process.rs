@@ -1,6 +1,6 @@
 //! The locking rules between real processes sharing one root.
 
-use artifact_cache::Error;
+use artifact_cache::{Error, Quick, QuickStat};
 use artifact_testkit::cache::{TempCache, assert_known, commit_known, test_id};
 
 use crate::child::Child;
@@ -115,4 +115,24 @@ fn a_write_that_fails_for_want_of_space_leaves_no_lock_file() {
 
 fn libc_efbig() -> i32 {
     rustix::io::Errno::FBIG.raw_os_error()
+}
+
+#[test]
+fn a_commit_in_another_process_ends_a_remembered_miss() {
+    let cache = TempCache::new();
+    let id = test_id(1);
+    let mut child = Child::spawn("hold-write 1", cache.root());
+    child.expect("writing");
+    // Asked again and again: after the first, the answer comes from the remembered miss.
+    for _ in 0..3 {
+        assert!(matches!(cache.get_quick(&id), Quick::Absent));
+        assert!(matches!(cache.stat_quick(&id), QuickStat::Absent));
+    }
+    child.say("commit");
+    child.expect("committed");
+    // The child's rename returned before these lookups began: they must see it.
+    assert!(!matches!(cache.get_quick(&id), Quick::Absent));
+    assert!(!matches!(cache.stat_quick(&id), QuickStat::Absent));
+    assert!(child.finish().success());
+    assert_known(cache.get(&id).unwrap().path(), &id, 3);
 }
