@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use artifact_cache::{Cache, Error, ReadGuard, WriteGuard};
+use artifact_cache::{Cache, Error, Quick, QuickStat, ReadGuard, WriteGuard};
 use artifact_testkit::cache::{TempCache, assert_known, fill_known, test_id};
 use proptest::prelude::*;
 
@@ -23,6 +23,8 @@ enum Op {
     Remove { handle: usize, id: u64 },
     List { handle: usize },
     Stat { handle: usize, id: u64 },
+    /// `get_quick`, then `stat_quick`.
+    Quick { handle: usize, id: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -38,7 +40,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..8usize).prop_map(|reader| Op::DropReader { reader }),
         2 => (handle.clone(), id.clone()).prop_map(|(handle, id)| Op::Remove { handle, id }),
         1 => handle.clone().prop_map(|handle| Op::List { handle }),
-        1 => (handle, id).prop_map(|(handle, id)| Op::Stat { handle, id }),
+        1 => (handle.clone(), id.clone()).prop_map(|(handle, id)| Op::Stat { handle, id }),
+        5 => (handle, id).prop_map(|(handle, id)| Op::Quick { handle, id }),
     ]
 }
 
@@ -178,6 +181,28 @@ impl Model {
                 match self.committed.get(&id) {
                     Some(&files) => assert_eq!(result.unwrap().files, file_count(files)),
                     None => assert!(result.unwrap_err().is_not_found()),
+                }
+            }
+            Op::Quick { handle, id } => {
+                // Quick calls may always answer `Slow`; otherwise they must agree with the
+                // model (a remembered miss must not outlive a commit through either handle).
+                let committed = self.committed.get(&id).copied();
+                match (handles[handle].get_quick(&test_id(base + id)), committed) {
+                    (Quick::Ready(reader), Some(files)) => {
+                        if let Some(files) = files {
+                            assert_known(reader.path(), &test_id(base + id), files);
+                        }
+                        self.readers.push((id, files, reader));
+                    }
+                    (Quick::Absent, None) | (Quick::Slow, _) => {}
+                    (other, committed) => panic!("{op:?}: {other:?}, committed {committed:?}"),
+                }
+                match (handles[handle].stat_quick(&test_id(base + id)), committed) {
+                    (QuickStat::Committed(meta), Some(files)) => {
+                        assert_eq!(meta.files, file_count(files), "{op:?}");
+                    }
+                    (QuickStat::Absent, None) | (QuickStat::Slow, _) => {}
+                    (other, committed) => panic!("{op:?}: {other:?}, committed {committed:?}"),
                 }
             }
         }
