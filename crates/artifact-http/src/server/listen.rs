@@ -200,9 +200,11 @@ where
         let (app, hot) = (app.clone(), hot.as_ref().map(|make| make(peer)));
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             match &hot {
-                // The hot path knows its peer without the extension.
+                // The hot path knows its peer without the extension. `GET` and `HEAD` read no
+                // body: dropping it here spares boxing it (hyper then drains or closes as it
+                // would when the handler dropped it).
                 Some(hot) if Endpoints::is_hot(&request) => {
-                    Either::Left(hot.clone().oneshot(request.map(Body::new)))
+                    Either::Left(hot.clone().oneshot(request.map(|_| Body::empty())))
                 }
                 _ => {
                     request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));

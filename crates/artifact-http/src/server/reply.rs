@@ -172,7 +172,14 @@ impl IntoResponse for Reject {
             // The most common answer of a build cache: the same body as below, written at
             // once (an id is hexadecimal, so it needs no escaping in JSON).
             debug!("artifact {id} not found");
-            let body = format!("{{\"error\":\"artifact {id} not found\"}}");
+            // Exactly as long as it needs to be: the `Vec` becomes the body's `Bytes` without
+            // another allocation or a copy.
+            let (head, tail) = ("{\"error\":\"artifact ", " not found\"}");
+            let mut body = Vec::with_capacity(head.len() + 2 * id.as_bytes().len() + tail.len());
+            body.extend_from_slice(head.as_bytes());
+            std::io::Write::write_fmt(&mut body, format_args!("{id}")).expect("a Vec takes it");
+            body.extend_from_slice(tail.as_bytes());
+            let body = axum::body::Bytes::from(body);
             let content_type = HeaderValue::from_static("application/json");
             return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, content_type)], body)
                 .into_response();
