@@ -25,6 +25,11 @@
 //! - At most [`CAPACITY`] ids; a lookup that would add one more forgets all first (a flood of
 //!   distinct missing ids costs what it cost without the set, plus the `read`).
 //!
+//! inotify sees only what this machine's kernel does, so the set is kept only on file systems
+//! whose every change goes through it ([`linux::local`]: ext2-4, XFS, Btrfs, F2FS, ZFS,
+//! bcachefs, tmpfs, ramfs, overlayfs); on NFS, SMB, FUSE, 9p, Ceph and the rest, where another
+//! machine may commit, every lookup goes to the path.
+//!
 //! The watch is set up on the first quick lookup that needs it, so a process that never serves
 //! (the command line, most library users) never holds an inotify descriptor. Elsewhere than on
 //! Linux there is no set and every lookup goes to the path.
@@ -146,6 +151,25 @@ mod linux {
         live: bool,
     }
 
+    /// Whether a file system of type `kind` (`statfs`'s `f_type`) changes only through this
+    /// machine's kernel, so that inotify reports every change: the local disk file systems
+    /// and the in-memory ones. Not network or FUSE file systems, nor any this list does not
+    /// know.
+    pub(super) fn local(kind: rustix::fs::FsWord) -> bool {
+        const LOCAL: [u64; 9] = [
+            0xEF53,      // ext2, ext3, ext4
+            0x5846_5342, // xfs
+            0x9123_683E, // btrfs
+            0xF2F5_2010, // f2fs
+            0x2FC1_2FC1, // zfs
+            0xCA45_1A4E, // bcachefs
+            0x0102_1994, // tmpfs
+            0x8584_58F6, // ramfs
+            0x794C_7630, // overlayfs
+        ];
+        LOCAL.contains(&(kind as u64 & 0xFFFF_FFFF))
+    }
+
     /// What the queue and the set say of an id.
     pub(super) enum Known {
         Absent,
@@ -164,6 +188,12 @@ mod linux {
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
+            let kind = rustix::fs::fstatfs(&dir)?.f_type;
+            if !local(kind) {
+                return Err(io::Error::other(format!(
+                    "file system type {kind:#x} may change without this kernel knowing"
+                )));
+            }
             let flags = inotify::WatchFlags::CREATE
                 | inotify::WatchFlags::MOVED_TO
                 | inotify::WatchFlags::DELETE_SELF
@@ -358,13 +388,36 @@ mod tests {
         matches!(cache.get_quick(id), Quick::Absent)
     }
 
+    /// A directory on tmpfs where there is one (the set needs a local file system; `/tmp`
+    /// may be anything).
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap()
+    }
+
     /// Two handles on one root: each has its own table and set, as two processes would.
     fn two_handles() -> (tempfile::TempDir, Cache, Cache) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let root = dir.path().join("c");
         let reader = Cache::open(&root).unwrap();
         let writer = Cache::open(&root).unwrap();
         (dir, reader, writer)
+    }
+
+    #[test]
+    fn only_local_file_systems_are_watched() {
+        use super::linux::local;
+        for (kind, name) in [(0xEF53, "ext4"), (0x0102_1994, "tmpfs"), (0xF2F5_2010, "f2fs")] {
+            assert!(local(kind), "{name}");
+        }
+        let remote = [(0x6969, "nfs"), (0xFF53_4D42, "cifs"), (0xFE53_4D42, "smb2")];
+        let other = [(0x6573_5546, "fuse"), (0x0102_1997, "9p"), (0x00C3_6400, "ceph"), (0, "?")];
+        for (kind, name) in remote.into_iter().chain(other) {
+            assert!(!local(kind), "{name}");
+        }
+        // Where these tests run, the set is kept: the tests below need it.
+        let dir = tempdir();
+        let kind = rustix::fs::statfs(dir.path()).unwrap().f_type;
+        assert!(local(kind), "{} is on file system {kind:#x}", dir.path().display());
     }
 
     #[test]
@@ -529,7 +582,7 @@ mod tests {
 
     #[test]
     fn a_directory_above_moved_away_ends_the_set_at_the_health_check() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let root = dir.path().join("above/c");
         let reader = Cache::open(&root).unwrap();
         let one = id(1);

@@ -13,18 +13,46 @@ const IDS: u64 = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { handle: usize, id: u64 },
-    Fill { writer: usize, files: usize },
-    Commit { writer: usize },
-    Abort { writer: usize },
-    DropWriter { writer: usize },
-    Get { handle: usize, id: u64 },
-    DropReader { reader: usize },
-    Remove { handle: usize, id: u64 },
-    List { handle: usize },
-    Stat { handle: usize, id: u64 },
+    Create {
+        handle: usize,
+        id: u64,
+    },
+    Fill {
+        writer: usize,
+        files: usize,
+    },
+    Commit {
+        writer: usize,
+    },
+    Abort {
+        writer: usize,
+    },
+    DropWriter {
+        writer: usize,
+    },
+    Get {
+        handle: usize,
+        id: u64,
+    },
+    DropReader {
+        reader: usize,
+    },
+    Remove {
+        handle: usize,
+        id: u64,
+    },
+    List {
+        handle: usize,
+    },
+    Stat {
+        handle: usize,
+        id: u64,
+    },
     /// `get_quick`, then `stat_quick`.
-    Quick { handle: usize, id: u64 },
+    Quick {
+        handle: usize,
+        id: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
