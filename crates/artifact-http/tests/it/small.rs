@@ -1,6 +1,7 @@
 //! Small artifacts served from the streams kept in memory: the same bytes as `send`, never
 //! an old stream after `rm` and a new `add` of the same id, within the byte budget, ranges as
-//! slices, and the same answers while GETs race removals and commits.
+//! slices, and the same answers while GETs race removals and commits; and remembered misses,
+//! never a 404 after another process's commit returned.
 
 use std::sync::{
     Arc,
@@ -336,5 +337,29 @@ fn concurrent_gets_while_the_artifact_is_removed_and_added() {
         let (status, body) = get_bytes(&url).await;
         assert_eq!(status, 200);
         assert!(body == streams[VERSIONS - 1], "the last version");
+    });
+}
+
+#[test]
+fn a_remembered_miss_ends_when_another_process_commits() {
+    run(async {
+        let remote = TempCache::new();
+        let server = TestServer::start(remote.cache().clone()).await;
+        // Another handle on the same root: what `artifact add` and `rm` in another process do.
+        let other = Cache::open(remote.root()).unwrap();
+        let url = url(&server, &id(9));
+        for round in 0..4u8 {
+            // Asked again and again: after the first, the server answers from its memory of
+            // the miss, with no lookup.
+            for n in 0..3 {
+                assert_eq!(get_bytes(&url).await.0, 404, "round {round}, GET {n}");
+            }
+            let content = [round; 100];
+            commit_file(&other, &id(9), &content);
+            let (status, body) = get_bytes(&url).await;
+            assert_eq!(status, 200, "round {round}: committed before the GET, answered 404");
+            assert!(body == stream_of_file(&content), "round {round}: not the committed stream");
+            other.remove(&id(9)).unwrap();
+        }
     });
 }
