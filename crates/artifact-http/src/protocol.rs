@@ -17,8 +17,8 @@ use artifact_cache::ArtifactId;
 mod range;
 
 pub use range::{
-    RangeAnswer, content_range, etag, if_range_matches, parse_content_range, parse_range,
-    unsatisfied_range,
+    RangeAnswer, content_range, etag, if_none_match, if_range_matches, parse_content_range,
+    parse_range, unsatisfied_range,
 };
 
 /// The path of the artifact endpoints (`GET`, `HEAD`, `PUT`, `DELETE`, with `?id=<hex>`).

@@ -116,12 +116,64 @@ pub fn if_range_matches(value: &str, etag: &str) -> bool {
     value.trim() == etag
 }
 
+/// Whether an `If-None-Match` value names the stream whose tag is `etag` (`"DIGEST"`), so that
+/// a `GET` or `HEAD` is answered `304 Not Modified`: `*`, or a list of tags one of which
+/// equals `etag` by the weak comparison (a `W/` prefix is ignored). A malformed list matches
+/// nothing from the first fault on (the whole answer is then sent, which is never wrong).
+///
+/// ```
+/// use artifact_http::protocol::if_none_match;
+///
+/// let tag = "\"00ff\"";
+/// assert!(if_none_match("\"00ff\"", tag));
+/// assert!(if_none_match("\"a,b\", W/\"00ff\"", tag));
+/// assert!(if_none_match("*", tag));
+/// assert!(!if_none_match("\"00fe\"", tag));
+/// assert!(!if_none_match("00ff", tag));
+/// ```
+pub fn if_none_match(value: &str, etag: &str) -> bool {
+    let value = value.trim();
+    if value == "*" {
+        return true;
+    }
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return false;
+        }
+        let tagged = rest.strip_prefix("W/").unwrap_or(rest);
+        // An opaque tag is a quoted string without quotes inside (it may hold commas).
+        let Some(quoted) = tagged.strip_prefix('"') else { return false };
+        let Some(end) = quoted.find('"') else { return false };
+        if tagged[..end + 2] == *etag {
+            return true;
+        }
+        rest = &quoted[end + 1..];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn check(value: &str, len: u64, expect: RangeAnswer) {
         assert_eq!(parse_range(value, len), expect, "{value:?} of {len}");
+    }
+
+    #[test]
+    fn none_match_lists() {
+        let tag = "\"abc\"";
+        for value in
+            ["\"abc\"", " \"abc\" ", "W/\"abc\"", "*", "\"x\",\"abc\"", "\"a,b\" , W/\"abc\""]
+        {
+            assert!(if_none_match(value, tag), "{value:?}");
+        }
+        for value in
+            ["", "abc", "\"abd\"", "\"ab\"", "\"abc", "w/\"abc\"", "x, \"abc\"", "\"x\" \"y"]
+        {
+            assert!(!if_none_match(value, tag), "{value:?}");
+        }
     }
 
     #[test]

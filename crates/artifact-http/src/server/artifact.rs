@@ -245,6 +245,15 @@ fn respond(
             (whole_answer_headers(meta, len), len)
         }
     };
+    // A client that holds the stream asks whether it is still the one: then no body, whatever
+    // the range or encoding asked (the tag is that of the identity stream, which is what it
+    // holds; an answer without a tag, for an artifact too large to index, is never matched).
+    if let Some(tag) = response_headers.get(header::ETAG)
+        && let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && tag.to_str().is_ok_and(|tag| protocol::if_none_match(value, tag))
+    {
+        return Ok(not_modified(response_headers));
+    }
     let digest = meta.digest;
     // A range is of the identity stream: asking for one turns compression off.
     let ranged = len.map(|len| (wanted_range(headers, &digest, len), len));
@@ -381,6 +390,17 @@ fn load_index(app: &App, guard: &artifact_cache::ReadGuard) -> Option<tarstream:
             None
         }
     }
+}
+
+/// `304 Not Modified` for the whole answer whose headers are `whole`: its tag, `Vary`, the
+/// artifact's own headers and the length of the stream that a 200 would send (as HTTP allows:
+/// a length of 0, which axum would add to a `HEAD` otherwise, would not be that length); no
+/// body.
+fn not_modified(mut whole: HeaderMap) -> Response {
+    for name in [header::CONTENT_TYPE, header::ACCEPT_RANGES] {
+        whole.remove(name);
+    }
+    answer(StatusCode::NOT_MODIFIED, whole, Body::empty())
 }
 
 /// What the request's `Range` (and `If-Range`) ask of a stream of `len` bytes.

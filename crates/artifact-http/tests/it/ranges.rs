@@ -1,5 +1,6 @@
-//! `Content-Length`, `ETag` and byte ranges of an artifact's stream: every range the server
-//! answers is the same slice of the whole stream, produced by seeking with the entry index.
+//! `Content-Length`, `ETag`, `If-None-Match` and byte ranges of an artifact's stream: every
+//! range the server answers is the same slice of the whole stream, produced by seeking with the
+//! entry index.
 
 use artifact_http::protocol;
 use artifact_testkit::{cache::TempCache, server::TestServer};
@@ -143,5 +144,64 @@ fn a_range_is_of_the_identity_stream_even_when_zstd_is_accepted() {
         assert_eq!(answer.status(), 206);
         assert!(answer.headers().get("content-encoding").is_none());
         assert!(answer.bytes().await.unwrap() == stream[100..4100]);
+    });
+}
+
+#[test]
+fn if_none_match_with_the_tag_is_answered_304_without_a_body() {
+    run(async {
+        let remote = TempCache::new();
+        // One small enough to be answered from memory, one from its files.
+        let small = commit_tree(&remote, &id(5), 1_000);
+        let large = commit_tree(&remote, &id(6), 200_000);
+        let server = TestServer::start(remote.cache().clone()).await;
+        for (n, meta) in [(5, small), (6, large)] {
+            let url = format!("{}{}", server.url(), protocol::artifact_path(&id(n)));
+            let tag = format!("\"{}\"", meta.digest);
+            let weak = format!("W/{tag}");
+            let listed = format!("\"other\", {tag}");
+            let stream_len = tar_of(remote.cache().get(&id(n)).unwrap().path()).len();
+            for _ in 0..2 {
+                for (value, extra) in [
+                    (tag.as_str(), None),
+                    (weak.as_str(), None),
+                    (listed.as_str(), None),
+                    ("*", None),
+                    // Before the range and the encoding are looked at.
+                    (tag.as_str(), Some(("range", "bytes=0-9"))),
+                    (tag.as_str(), Some(("accept-encoding", "zstd"))),
+                ] {
+                    let mut headers = vec![("if-none-match", value)];
+                    headers.extend(extra);
+                    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+                        let mut request = reqwest::Client::new().request(method.clone(), &url);
+                        for (name, value) in &headers {
+                            request = request.header(*name, *value);
+                        }
+                        let answer = request.send().await.unwrap();
+                        let context = format!("{n} {method} {headers:?}");
+                        assert_eq!(answer.status(), 304, "{context}");
+                        assert_eq!(answer.headers()["etag"], tag.as_str(), "{context}");
+                        let digest = &answer.headers()[protocol::DIGEST_HEADER];
+                        assert_eq!(digest, meta.digest.to_string().as_str(), "{context}");
+                        // A length, if any, is the one a 200 would have.
+                        if let Some(length) = answer.headers().get("content-length") {
+                            assert_eq!(length, stream_len.to_string().as_str(), "{context}");
+                        }
+                        assert!(answer.bytes().await.unwrap().is_empty(), "{context}");
+                    }
+                }
+            }
+            // Another tag, or a malformed one: the whole stream.
+            for value in ["\"other\"", "W/other", &meta.digest.to_string()] {
+                let answer = get(&url, &[("if-none-match", value)]).await;
+                assert_eq!(answer.status(), 200, "{value}");
+                let stream = tar_of(remote.cache().get(&id(n)).unwrap().path());
+                assert!(answer.bytes().await.unwrap() == stream, "{value}");
+            }
+        }
+        // No artifact, nothing to match, even for `*`.
+        let url = format!("{}{}", server.url(), protocol::artifact_path(&id(7)));
+        assert_eq!(get(&url, &[("if-none-match", "*")]).await.status(), 404);
     });
 }
