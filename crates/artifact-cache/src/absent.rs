@@ -49,8 +49,9 @@ pub(crate) struct Absences {
 }
 
 impl Absences {
-    /// Whether `id` is not committed: `objects/<hex>/meta` names nothing. `false` when it is
-    /// there or when telling failed (the caller takes its slow path).
+    /// Whether `id` is not committed: `objects/<hex>` names nothing (remembered, or looked up
+    /// relative to the watched directory), or without a watch `objects/<hex>/meta` does.
+    /// `false` when it is there or when telling failed (the caller takes its slow path).
     pub(crate) fn absent(&self, layout: &Layout, id: &ArtifactId) -> bool {
         #[cfg(target_os = "linux")]
         if let Some(watch) = self.watch(layout)
