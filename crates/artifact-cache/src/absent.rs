@@ -129,7 +129,7 @@ mod linux {
     use super::CAPACITY;
     use crate::{ArtifactId, id::MAX_ID_BYTES};
 
-    /// The watch on `objects/`, the directory it watches, and the set.
+    /// The watch on `objects/` and its root, the directory it watches, and the set.
     #[derive(Debug)]
     pub(super) struct Watch {
         /// `objects/`, opened when the watch was set up: lookups are relative to it, so they
@@ -137,14 +137,15 @@ mod linux {
         dir: OwnedFd,
         /// Its device and inode, to tell whether the root's path still leads to it.
         dev_ino: (u64, u64),
+        /// The inotify instance, read only while `state` is locked.
+        inotify: OwnedFd,
+        /// The root's watch (`objects/`'s is the other one).
+        root_wd: i32,
         state: Mutex<State>,
     }
 
     #[derive(Debug)]
     struct State {
-        inotify: OwnedFd,
-        /// The root's watch (`objects/`'s is the other one).
-        root_wd: i32,
         ids: HashSet<ArtifactId>,
         /// Counts the events read (and the times the set was dropped).
         epoch: u64,
@@ -219,8 +220,8 @@ mod linux {
             if (now.dev(), now.ino()) != dev_ino {
                 return Err(io::Error::other("objects/ was replaced while being watched"));
             }
-            let state = State { inotify, root_wd, ids: HashSet::new(), epoch: 0, live: true };
-            Ok(Watch { dir, dev_ino, state: Mutex::new(state) })
+            let state = State { ids: HashSet::new(), epoch: 0, live: true };
+            Ok(Watch { dir, dev_ino, inotify, root_wd, state: Mutex::new(state) })
         }
 
         /// `Some(absent)` from the set or a lookup relative to the watched directory; `None`
@@ -244,7 +245,7 @@ mod linux {
 
         pub(super) fn known(&self, id: &ArtifactId) -> Known {
             let mut st = self.state();
-            st.drain();
+            self.drain(&mut st);
             if !st.live {
                 Known::Off
             } else if st.ids.contains(id) {
@@ -272,7 +273,7 @@ mod linux {
                     tracing::warn!(
                         "the cache's objects/ directory was replaced; misses are looked up again"
                     );
-                    st.drop_set();
+                    st.drop_all();
                 }
             }
         }
@@ -285,25 +286,19 @@ mod linux {
         fn state(&self) -> MutexGuard<'_, State> {
             self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
         }
-    }
 
-    impl State {
-        /// Reads every queued event and applies it.
-        fn drain(&mut self) {
-            if !self.live {
+        /// Reads every queued event and applies it to `st`, the locked state.
+        fn drain(&self, st: &mut State) {
+            if !st.live {
                 return;
             }
             let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
             let mut reader = inotify::Reader::new(&self.inotify, &mut buf);
-            let mut set = Set {
-                root_wd: self.root_wd,
-                ids: &mut self.ids,
-                epoch: &mut self.epoch,
-                live: &mut self.live,
-            };
-            loop {
+            while st.live {
                 match reader.next() {
-                    Ok(event) => set.apply(event.wd(), event.events(), event.file_name()),
+                    Ok(event) => {
+                        st.apply(event.wd() == self.root_wd, event.events(), event.file_name())
+                    }
                     Err(Errno::AGAIN) => break,
                     Err(Errno::INTR) => {}
                     Err(err) => {
@@ -311,41 +306,23 @@ mod linux {
                             error = %err,
                             "cannot read the objects/ watch; misses are looked up again"
                         );
-                        set.drop_all();
-                        break;
+                        st.drop_all();
                     }
-                }
-                if !*set.live {
-                    break;
                 }
             }
         }
-
-        fn drop_set(&mut self) {
-            let (root_wd, ids, epoch, live) =
-                (self.root_wd, &mut self.ids, &mut self.epoch, &mut self.live);
-            Set { root_wd, ids, epoch, live }.drop_all();
-        }
     }
 
-    /// The set's fields, borrowed apart from the inotify descriptor being read.
-    struct Set<'a> {
-        root_wd: i32,
-        ids: &'a mut HashSet<ArtifactId>,
-        epoch: &'a mut u64,
-        live: &'a mut bool,
-    }
-
-    impl Set<'_> {
+    impl State {
         /// One event: forget the id it names; forget all if events were lost; stop for good if
         /// the path may no longer lead to the watched directory or a watch ended.
-        fn apply(&mut self, wd: i32, events: inotify::ReadFlags, name: Option<&CStr>) {
+        fn apply(&mut self, of_root: bool, events: inotify::ReadFlags, name: Option<&CStr>) {
             use inotify::ReadFlags as F;
-            *self.epoch += 1;
+            self.epoch += 1;
             let ended = F::IGNORED | F::DELETE_SELF | F::MOVE_SELF | F::UNMOUNT;
-            if events.intersects(ended) || (wd == self.root_wd && name == Some(c"objects")) {
+            if events.intersects(ended) || (of_root && name == Some(c"objects")) {
                 self.drop_all();
-            } else if wd == self.root_wd {
+            } else if of_root {
                 // Another name in the root: nothing to forget.
             } else if events.contains(F::QUEUE_OVERFLOW) {
                 self.ids.clear();
@@ -355,9 +332,9 @@ mod linux {
         }
 
         fn drop_all(&mut self) {
-            *self.live = false;
-            *self.epoch += 1;
-            *self.ids = HashSet::new();
+            self.live = false;
+            self.epoch += 1;
+            self.ids = HashSet::new();
         }
     }
 }
