@@ -132,11 +132,10 @@ pub fn if_range_matches(value: &str, etag: &str) -> bool {
 /// assert!(!if_none_match("00ff", tag));
 /// ```
 pub fn if_none_match(value: &str, etag: &str) -> bool {
-    let value = value.trim();
-    if value == "*" {
+    let mut rest = value.trim();
+    if rest == "*" {
         return true;
     }
-    let mut rest = value;
     loop {
         rest = rest.trim_start_matches([' ', '\t', ',']);
         if rest.is_empty() {
