@@ -181,9 +181,12 @@ impl Cache {
     /// caller fills; [`commit`](WriteGuard::commit) publishes it.
     ///
     /// Errors: [`Error::Exists`] if it is committed already; [`Error::WriteLocked`] while
-    /// another writer (or a remover) holds it; [`Error::ReadLocked`] in the rare case that
-    /// readers hold the lock of an absent artifact; [`Error::DiskFull`] below the free-space
-    /// floor.
+    /// another writer (or a remover) holds it, or for a moment while a process opening the
+    /// cache checks a staging directory of `id` for a dead writer's leftovers;
+    /// [`Error::ReadLocked`] in the rare case that readers hold the lock of an absent artifact
+    /// (or a holder let go between the two tries that tell them apart); [`Error::DiskFull`]
+    /// below the free-space floor. Both lock errors are [retryable](Error::is_retryable):
+    /// [`create_or_get`](Cache::create_or_get) waits them out.
     pub fn create(&self, id: &ArtifactId) -> Result<WriteGuard, Error> {
         let inner = &self.inner;
         if inner.condemned.contains(id) {
