@@ -51,14 +51,27 @@ impl Inner {
                 continue;
             };
             // Take the lock (creating the file if needed: a writer may be about to) so that
-            // no writer can start while we clear.
+            // no writer can start while we clear. No lock file and no staging directory left:
+            // its writer finished (and retired the lock) after the listing.
             let lock_path = self.layout.lock(&id);
-            let lock = LockFile::open(&lock_path, true).with_path(&lock_path)?.expect("created");
+            let (lock, created) = match LockFile::open(&lock_path, false).with_path(&lock_path)? {
+                Some(lock) => (lock, false),
+                None if !path.exists() => continue,
+                None => (
+                    LockFile::open(&lock_path, true).with_path(&lock_path)?.expect("created"),
+                    true,
+                ),
+            };
             // A tombstone means the file we opened was unlinked meanwhile: a new writer may
             // hold its successor. Leave it for next time.
             let dead = lock.try_exclusive().with_path(&lock_path)?
                 && lock.locked_generation(|| lock_path.clone()).with_path(&lock_path)? != TOMBSTONE;
-            if dead {
+            if dead && !created && !path.exists() {
+                // The writer seen in the listing finished before we locked: nothing to clear.
+                // Let go at once, so that whoever comes next (a `remove` just after the commit,
+                // a writer just after an abort) meets the lock for as short a time as can be.
+                let _ = lock.unlock();
+            } else if dead {
                 removed += self.clear_staging(&id, &path)?;
                 let _ = fs::remove_dir(&path);
                 if self.layout.object(&id).exists() {

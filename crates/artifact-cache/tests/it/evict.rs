@@ -1,7 +1,10 @@
 //! Eviction (least recently used first, never a locked artifact), usage, gc and the
 //! free-space floor.
 
-use std::fs;
+use std::{
+    fs,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+};
 
 use artifact_cache::{ArtifactId, Cache, Error, Options};
 use artifact_testkit::cache::{TempCache, assert_known, commit_known, test_id};
@@ -188,31 +191,48 @@ fn commits_and_removals_during_a_rescan_are_counted() {
     // reads must end counted exactly as they are on disk, not lost with the old index.
     const ROUNDS: u64 = 200;
     let cache = TempCache::new();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let scans = std::sync::atomic::AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let scans = AtomicU64::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            while !done.load(Ordering::Relaxed) {
                 cache.gc(None).unwrap();
-                scans.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                scans.fetch_add(1, Ordering::Relaxed);
             }
         });
+        // Ends the scans however this thread ends: a panic here must fail the test, not
+        // leave the scope waiting for the scanner forever.
+        let _stop = Defer(|| done.store(true, Ordering::Relaxed));
         for n in 0..ROUNDS {
             commit_sized(&cache, &test_id(n), 100 + n as usize);
-            // Wait for a scan to start (not for time) before every few more changes.
             if n % 3 == 2 {
-                cache.remove(&test_id(n - 1)).unwrap();
+                // gc's recovery may hold the lock of the id committed just before for a
+                // moment (it saw that writer's staging directory): retry, as callers do.
+                let id = test_id(n - 1);
+                while let Err(err) = cache.remove(&id) {
+                    assert!(err.is_locked(), "{err}");
+                    std::thread::yield_now();
+                }
             }
-            let seen = scans.load(std::sync::atomic::Ordering::Relaxed);
-            while n % 10 == 0 && scans.load(std::sync::atomic::Ordering::Relaxed) == seen {
+            // Wait for a scan to start (not for time) before every few more changes.
+            let seen = scans.load(Ordering::Relaxed);
+            while n % 10 == 0 && scans.load(Ordering::Relaxed) == seen {
                 std::thread::yield_now();
             }
         }
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let ids = present(&cache);
     let on_disk: u64 = ids.iter().map(|id| cache.stat(id).unwrap().size).sum();
     // Within RESCAN of the last gc: the index is not rebuilt, so it must be right by itself.
     let usage = cache.usage().unwrap();
     assert_eq!((usage.bytes, usage.artifacts), (on_disk, ids.len() as u64));
+}
+
+/// Runs its closure when dropped, on unwinding too.
+struct Defer<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Defer<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
 }
