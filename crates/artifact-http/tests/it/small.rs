@@ -28,6 +28,18 @@ fn commit_file(cache: &Cache, id: &ArtifactId, content: &[u8]) -> Metadata {
     writer.commit().unwrap()
 }
 
+/// Calls `op` until it ends other than in a lock conflict, as callers that share a cache with
+/// busy readers do.
+fn until_unlocked<T>(mut op: impl FnMut() -> Result<T, artifact_cache::Error>) -> T {
+    loop {
+        match op() {
+            Ok(value) => return value,
+            Err(err) if err.is_locked() => std::thread::yield_now(),
+            Err(err) => panic!("{err}"),
+        }
+    }
+}
+
 /// The tar stream of a tree holding one file `f` with `content`.
 fn stream_of_file(content: &[u8]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
@@ -315,14 +327,12 @@ fn concurrent_gets_while_the_artifact_is_removed_and_added() {
             tokio::task::spawn_blocking(move || {
                 for version in 1..VERSIONS {
                     // A reader may hold it for a moment: retry until the removal gets through.
-                    loop {
-                        match other.remove(&id(9)) {
-                            Ok(()) => break,
-                            Err(err) if err.is_locked() => std::thread::yield_now(),
-                            Err(err) => panic!("{err}"),
-                        }
-                    }
-                    commit_file(&other, &id(9), &[version as u8; 5000]);
+                    until_unlocked(|| other.remove(&id(9)));
+                    // A GET of the absent id may hold the new lock file for a moment (it
+                    // looks, then finds nothing): the same.
+                    let writer = until_unlocked(|| other.create(&id(9)));
+                    std::fs::write(writer.path().join("f"), [version as u8; 5000]).unwrap();
+                    writer.commit().unwrap();
                     newest.store(version, Ordering::Release);
                 }
             })
