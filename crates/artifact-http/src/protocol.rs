@@ -56,6 +56,48 @@ pub fn artifact_path(id: &ArtifactId) -> String {
     format!("{ARTIFACT_PATH}?id={id}")
 }
 
+/// The `WWW-Authenticate` challenges of a 401, one header each: Bearer for programs, and Basic,
+/// which makes a browser ask for a user name and password (the token is the password; see
+/// [`presents_token`]).
+pub const AUTH_CHALLENGES: [&str; 2] =
+    ["Bearer realm=\"artifact\"", "Basic realm=\"artifact\", charset=\"UTF-8\""];
+
+/// Whether `authorization`, the value of an `Authorization` header, presents `token`:
+/// `Bearer TOKEN`, or `Basic` credentials whose password is the token under any user name
+/// (what a browser sends once it has asked for a user name and password). Scheme names are
+/// case-insensitive, as in every HTTP authentication scheme; the token is compared in constant
+/// time.
+///
+/// ```
+/// use artifact_http::protocol::presents_token;
+///
+/// assert!(presents_token("Bearer s3cret", "s3cret"));
+/// // `ops:s3cret` in base64: the user name is not checked.
+/// assert!(presents_token("Basic b3BzOnMzY3JldA==", "s3cret"));
+/// assert!(!presents_token("Bearer s3cre", "s3cret"));
+/// ```
+#[cfg(feature = "server")]
+pub fn presents_token(authorization: &str, token: &str) -> bool {
+    use base64::Engine as _;
+    use subtle::ConstantTimeEq as _;
+    let Some((scheme, credentials)) = authorization.trim_start().split_once(' ') else {
+        return false;
+    };
+    let credentials = credentials.trim();
+    let presented = if scheme.eq_ignore_ascii_case("bearer") {
+        std::borrow::Cow::Borrowed(credentials.as_bytes())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let Ok(pair) = base64::engine::general_purpose::STANDARD.decode(credentials) else {
+            return false;
+        };
+        let Some(colon) = pair.iter().position(|&b| b == b':') else { return false };
+        std::borrow::Cow::Owned(pair[colon + 1..].to_vec())
+    } else {
+        return false;
+    };
+    bool::from(presented.ct_eq(token.as_bytes()))
+}
+
 /// Parses a `Retry-After` value in seconds (the HTTP-date form is not used by our server and
 /// is ignored).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
@@ -81,6 +123,34 @@ pub fn accepts_encoding(header: &str, coding: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "server")]
+    #[test]
+    fn tokens_are_presented_as_bearer_or_as_the_basic_password() {
+        for (value, presents) in [
+            ("Bearer s3cret", true),
+            ("bearer s3cret", true),
+            ("BEARER   s3cret ", true),
+            ("Bearer s3cre", false),
+            ("Bearer s3cret2", false),
+            // ops:s3cret, and :s3cret (no user name)
+            ("Basic b3BzOnMzY3JldA==", true),
+            ("basic  OnMzY3JldA== ", true),
+            // ops:s3:cret (the password runs to the end, colons included)
+            ("Basic b3BzOnMzOmNyZXQ=", false),
+            // s3cret: no colon, so no password
+            ("Basic czNjcmV0", false),
+            ("Basic not*base64", false),
+            ("Bearers3cret", false),
+            ("Digest s3cret", false),
+            ("s3cret", false),
+            ("", false),
+        ] {
+            assert_eq!(super::presents_token(value, "s3cret"), presents, "{value:?}");
+        }
+        // ops:s3:cret
+        assert!(super::presents_token("Basic b3BzOnMzOmNyZXQ=", "s3:cret"));
+    }
+
     use super::*;
 
     #[test]

@@ -20,7 +20,6 @@ use axum::{
 };
 use futures_util::future::{BoxFuture, Either};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use crate::{Action, Error, Job, JobId, Jobs, LogEntry, NewJob, State, job::from_millis};
@@ -81,9 +80,11 @@ impl IntoResponse for Reject {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            // As the artifact server answers: Bearer for programs, Basic for browsers.
+            for challenge in artifact_http::protocol::AUTH_CHALLENGES {
+                let value = HeaderValue::from_static(challenge);
+                response.headers_mut().append(header::WWW_AUTHENTICATE, value);
+            }
         }
         response
     }
@@ -217,14 +218,9 @@ impl Jobs {
         if !write && !config.token_for_reads {
             return Ok(());
         }
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim_start().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        match presented {
-            Some(presented) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match authorization {
+            Some(value) if artifact_http::protocol::presents_token(value, token) => Ok(()),
             _ => Err(Reject::Unauthorized),
         }
     }

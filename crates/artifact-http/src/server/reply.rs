@@ -12,7 +12,7 @@ use axum::{
 use tarstream::Digest;
 use tracing::{debug, info, warn};
 
-use crate::error::error_chain;
+use crate::{error::error_chain, protocol};
 
 /// A request the server refused, or could not complete.
 #[derive(Debug, thiserror::Error)]
@@ -210,10 +210,9 @@ impl IntoResponse for Reject {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             Reject::Unauthorized => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"artifact\""),
-                );
+                for challenge in protocol::AUTH_CHALLENGES {
+                    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                }
             }
             _ => {}
         }

@@ -41,11 +41,27 @@ fn status_reports_usage_and_traffic_under_the_token_rules() {
         client.download(&TempCache::new(), &id(1)).await.unwrap();
         assert!(client.download(&TempCache::new(), &id(2)).await.unwrap_err().is_not_found());
 
+        let http = reqwest::Client::new();
         for path in ["/status", "/"] {
             let refused = get(format!("{}{path}", server.url()), None).await;
             assert_eq!(refused.status(), 401, "{path}");
+            // A browser that sees the Basic challenge asks for a user name and password.
+            let challenges: Vec<_> = refused.headers().get_all("www-authenticate").iter().collect();
+            assert_eq!(
+                challenges,
+                ["Bearer realm=\"artifact\"", "Basic realm=\"artifact\", charset=\"UTF-8\""],
+                "{path}"
+            );
             let wrong = get(format!("{}{path}", server.url()), Some("guess")).await;
             assert_eq!(wrong.status(), 401, "{path}");
+            // The token as the Basic password, under any user name.
+            for (user, password, answer) in
+                [("ops", "s3cret", 200), ("", "s3cret", 200), ("s3cret", "guess", 401)]
+            {
+                let url = format!("{}{path}", server.url());
+                let basic = http.get(url).basic_auth(user, Some(password)).send().await.unwrap();
+                assert_eq!(basic.status(), answer, "{path} as {user}:{password}");
+            }
         }
         let s = status(server.url(), Some("s3cret")).await;
         let usage = remote.cache().usage().unwrap();
@@ -208,6 +224,47 @@ fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned())
 }
 
+/// The DOM a headless browser renders of the page at `url`.
+async fn dump_dom(url: String) -> String {
+    // A profile of its own: no state shared with a browser the user runs, or another test.
+    let profile = tempfile::tempdir().unwrap();
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(chromium())
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            .args(["--no-first-run", &profile_arg, "--dump-dom", &url])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("chromium is needed (Debian: apt-get install chromium): {e}")
+            });
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// With `--token-for-reads`, a browser opens the page with the token as the password it is
+/// asked for (given here in the URL, as a user would type it into the prompt).
+#[test]
+fn a_real_browser_opens_the_guarded_page_with_the_token_as_password() {
+    run(async {
+        let remote = TempCache::new();
+        commit_tree(&remote, &id(1), 1_000);
+        let config = ServerConfig::default().token(Some("s3cret".into())).token_for_reads(true);
+        let server = TestServer::start_with(remote.cache().clone(), config).await;
+        let with_token = dump_dom(server.url().replacen("://", "://ops:s3cret@", 1) + "/").await;
+        assert!(with_token.contains("<title>artifact server</title>"), "{with_token}");
+        assert!(with_token.contains("id=\"cache-artifacts\">1</td>"), "{with_token}");
+        for url in
+            [server.url().replacen("://", "://ops:guess@", 1) + "/", server.url().to_owned() + "/"]
+        {
+            let refused = dump_dom(url.clone()).await;
+            assert!(!refused.contains("cache-artifacts"), "{url}: {refused}");
+        }
+    });
+}
+
 #[test]
 fn a_real_browser_renders_the_numbers_of_status() {
     run(async {
@@ -221,23 +278,7 @@ fn a_real_browser_renders_the_numbers_of_status() {
         assert!(client.download(&TempCache::new(), &id(9)).await.unwrap_err().is_not_found());
         let s = status(server.url(), None).await;
 
-        let url = format!("{}/", server.url());
-        // A profile of its own: no state shared with a browser the user runs, or another test.
-        let profile = tempfile::tempdir().unwrap();
-        let profile_arg = format!("--user-data-dir={}", profile.path().display());
-        let dom = tokio::task::spawn_blocking(move || {
-            let out = Command::new(chromium())
-                .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-                .args(["--no-first-run", &profile_arg, "--dump-dom", &url])
-                .output()
-                .unwrap_or_else(|e| {
-                    panic!("chromium is needed (Debian: apt-get install chromium): {e}")
-                });
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8(out.stdout).unwrap()
-        })
-        .await
-        .unwrap();
+        let dom = dump_dom(format!("{}/", server.url())).await;
 
         let number = |key: &str| s.pointer(key).and_then(Value::as_u64).unwrap();
         for part in [

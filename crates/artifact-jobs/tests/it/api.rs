@@ -111,6 +111,21 @@ async fn bad_bodies_a_full_queue_and_tokens_are_refused() {
 
     let unauthorized = http.post(format!("{api}/jobs")).json(&json!({})).send().await.unwrap();
     assert_eq!(unauthorized.status(), 401);
+    let challenges: Vec<_> = unauthorized.headers().get_all("www-authenticate").iter().collect();
+    assert_eq!(
+        challenges,
+        ["Bearer realm=\"artifact\"", "Basic realm=\"artifact\", charset=\"UTF-8\""]
+    );
+    // The token as the Basic password (any user name) is the token too: a body that is not
+    // a job is refused for what it is, not for the credentials.
+    let basic = http
+        .post(format!("{api}/jobs"))
+        .basic_auth("ops", Some("s3cret"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 400);
     let wrong = http
         .post(format!("{api}/jobs"))
         .bearer_auth("guess")
