@@ -123,6 +123,8 @@ pub fn accepts_encoding(header: &str, coding: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[cfg(feature = "server")]
     #[test]
     fn tokens_are_presented_as_bearer_or_as_the_basic_password() {
@@ -145,13 +147,11 @@ mod tests {
             ("s3cret", false),
             ("", false),
         ] {
-            assert_eq!(super::presents_token(value, "s3cret"), presents, "{value:?}");
+            assert_eq!(presents_token(value, "s3cret"), presents, "{value:?}");
         }
         // ops:s3:cret
-        assert!(super::presents_token("Basic b3BzOnMzOmNyZXQ=", "s3:cret"));
+        assert!(presents_token("Basic b3BzOnMzOmNyZXQ=", "s3:cret"));
     }
-
-    use super::*;
 
     #[test]
     fn accept_encoding() {

@@ -34,7 +34,7 @@ const MAX_LIMIT: usize = 10_000;
 enum Reject {
     #[error("{0}")]
     BadRequest(String),
-    #[error("a valid bearer token is required")]
+    #[error("a valid token is required")]
     Unauthorized,
     #[error("no job {0}")]
     NotFound(JobId),

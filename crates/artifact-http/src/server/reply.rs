@@ -19,7 +19,7 @@ use crate::{error::error_chain, protocol};
 pub(crate) enum Reject {
     #[error("{0}")]
     BadRequest(String),
-    #[error("a valid bearer token is required")]
+    #[error("a valid token is required")]
     Unauthorized,
     #[error("artifact {0} not found")]
     NotFound(ArtifactId),
