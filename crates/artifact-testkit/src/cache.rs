@@ -102,6 +102,28 @@ fn make_writable(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Calls `op` until it ends other than in a lock conflict (`Error::is_locked`), as callers
+/// that share a cache with busy readers, writers or other processes' recovery do; panics on
+/// any other error.
+///
+/// ```
+/// use artifact_testkit::cache::{TempCache, test_id, until_unlocked};
+///
+/// let cache = TempCache::new();
+/// let writer = until_unlocked(|| cache.create(&test_id(1)));
+/// writer.commit().unwrap();
+/// until_unlocked(|| cache.remove(&test_id(1)));
+/// ```
+pub fn until_unlocked<T>(mut op: impl FnMut() -> Result<T, Error>) -> T {
+    loop {
+        match op() {
+            Ok(value) => return value,
+            Err(err) if err.is_locked() => std::thread::yield_now(),
+            Err(err) => panic!("{err}"),
+        }
+    }
+}
+
 /// The id numbered `n` (8 bytes, big-endian), for tests.
 pub fn test_id(n: u64) -> ArtifactId {
     ArtifactId::try_from(&n.to_be_bytes()[..]).expect("8 bytes is a valid id")

@@ -7,7 +7,7 @@ use std::{
 };
 
 use artifact_cache::{ArtifactId, Cache, Error, Options};
-use artifact_testkit::cache::{TempCache, assert_known, commit_known, test_id};
+use artifact_testkit::cache::{TempCache, assert_known, commit_known, test_id, until_unlocked};
 
 /// Commits `id` holding one file of `bytes` bytes.
 fn commit_sized(cache: &Cache, id: &ArtifactId, bytes: usize) {
@@ -208,11 +208,7 @@ fn commits_and_removals_during_a_rescan_are_counted() {
             if n % 3 == 2 {
                 // gc's recovery may hold the lock of the id committed just before for a
                 // moment (it saw that writer's staging directory): retry, as callers do.
-                let id = test_id(n - 1);
-                while let Err(err) = cache.remove(&id) {
-                    assert!(err.is_locked(), "{err}");
-                    std::thread::yield_now();
-                }
+                until_unlocked(|| cache.remove(&test_id(n - 1)));
             }
             // Wait for a scan to start (not for time) before every few more changes.
             let seen = scans.load(Ordering::Relaxed);

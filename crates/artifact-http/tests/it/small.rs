@@ -11,7 +11,10 @@ use std::sync::{
 use artifact_cache::{ArtifactId, Cache, Metadata};
 use artifact_http::{ServerConfig, protocol};
 use artifact_testkit::{
-    TreeBuilder, cache::TempCache, server::TestServer, strategy::tree_spec_with,
+    TreeBuilder,
+    cache::{TempCache, until_unlocked},
+    server::TestServer,
+    strategy::tree_spec_with,
 };
 use proptest::prelude::*;
 
@@ -26,18 +29,6 @@ fn commit_file(cache: &Cache, id: &ArtifactId, content: &[u8]) -> Metadata {
     let writer = cache.create(id).unwrap();
     std::fs::write(writer.path().join("f"), content).unwrap();
     writer.commit().unwrap()
-}
-
-/// Calls `op` until it ends other than in a lock conflict, as callers that share a cache with
-/// busy readers do.
-fn until_unlocked<T>(mut op: impl FnMut() -> Result<T, artifact_cache::Error>) -> T {
-    loop {
-        match op() {
-            Ok(value) => return value,
-            Err(err) if err.is_locked() => std::thread::yield_now(),
-            Err(err) => panic!("{err}"),
-        }
-    }
 }
 
 /// The tar stream of a tree holding one file `f` with `content`.
